@@ -108,6 +108,18 @@ impl Runtime {
         blocking(move || sandbox::start(&cfg, &spec)).await
     }
 
+    /// Makes the sandbox's file tree ready (see [`sandbox::prepare_files`]) and returns its
+    /// upper dir, where its files live.
+    pub async fn prepare_files(&self, id: &str, disk_gib: u32) -> Result<PathBuf, RuntimeError> {
+        let (cfg, id) = (self.cfg.clone(), id.to_string());
+        blocking(move || sandbox::prepare_files(&cfg, &id, disk_gib).map(|d| d.upper())).await
+    }
+
+    /// The sandbox's upper dir (its files; may not exist).
+    pub fn upper_dir(&self, id: &str) -> PathBuf {
+        sandbox::Dirs::new(&self.cfg, id).upper()
+    }
+
     /// Kills every process of the sandbox; keeps its files.
     pub async fn stop(&self, id: &str, force: bool) -> Result<(), RuntimeError> {
         let (cfg, id) = (self.cfg.clone(), id.to_string());

@@ -116,6 +116,20 @@ fn mkdir_owned(dir: &Path, mode: u32, owner: Option<u32>) -> Result<(), RuntimeE
     Ok(())
 }
 
+/// Makes the sandbox's file tree ready to be written (its upper dir, where its files live),
+/// creating what is missing and keeping what exists. `start` calls it; so does a restore,
+/// before it unpacks an archive into [`Dirs::upper`].
+pub fn prepare_files(cfg: &RuntimeConfig, id: &str, _disk_gib: u32) -> Result<Dirs, RuntimeError> {
+    validate_id(id)?;
+    let d = Dirs::new(cfg, id);
+    mkdir_owned(&d.root, 0o711, None)?;
+    make_traversable(&d.root)?;
+    for sub in [d.upper(), d.work(), d.rootfs()] {
+        mkdir_owned(&sub, 0o755, Some(UID_BASE))?;
+    }
+    Ok(d)
+}
+
 /// Boots sandbox `spec.id` (see `init` for the sandbox side). Idempotent: a running sandbox
 /// is returned as is.
 pub fn start(cfg: &RuntimeConfig, spec: &SandboxSpec) -> Result<Running, RuntimeError> {
@@ -123,12 +137,7 @@ pub fn start(cfg: &RuntimeConfig, spec: &SandboxSpec) -> Result<Running, Runtime
     if let Some(r) = running(cfg, &spec.id) {
         return Ok(r);
     }
-    let d = Dirs::new(cfg, &spec.id);
-    mkdir_owned(&d.root, 0o711, None)?;
-    make_traversable(&d.root)?;
-    for sub in [d.upper(), d.work(), d.rootfs()] {
-        mkdir_owned(&sub, 0o755, Some(UID_BASE))?;
-    }
+    let d = prepare_files(cfg, &spec.id, spec.disk_gib)?;
     let layout = cgroup::detect(Path::new(cgroup::DEFAULT_ROOT))?;
     let cgroup_procs = layout.create(&RealSys, &spec.id, limits(spec))?;
 

@@ -342,12 +342,7 @@ impl Manager {
 
     /// The sandbox's writable layer (its files); absent when it never booted.
     pub fn upper_dir(&self, id: &str) -> PathBuf {
-        self.runtime
-            .cfg
-            .data_dir
-            .join("sandboxes")
-            .join(id)
-            .join("upper")
+        self.runtime.upper_dir(id)
     }
 
     /// Boots an errored sandbox again, keeping its files; 400 unless it is in `error` with
