@@ -126,6 +126,12 @@ impl Runtime {
         blocking(move || sandbox::stop(&cfg, &id, force)).await
     }
 
+    /// Stops the sandbox and removes its local files, keeping its root dir (after an archive).
+    pub async fn release_files(&self, id: &str) -> Result<(), RuntimeError> {
+        let (cfg, id) = (self.cfg.clone(), id.to_string());
+        blocking(move || sandbox::release_files(&cfg, &id)).await
+    }
+
     /// Stops the sandbox and removes its files and cgroups.
     pub async fn destroy(&self, id: &str) -> Result<(), RuntimeError> {
         let (cfg, id) = (self.cfg.clone(), id.to_string());

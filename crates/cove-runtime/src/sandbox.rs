@@ -282,6 +282,17 @@ pub fn stop(cfg: &RuntimeConfig, id: &str, _force: bool) -> Result<(), RuntimeEr
     Ok(())
 }
 
+/// Stops the sandbox and removes its local files (upper and work dirs), keeping its root dir:
+/// what an archive does once the files are safely in object storage. Idempotent.
+pub fn release_files(cfg: &RuntimeConfig, id: &str) -> Result<(), RuntimeError> {
+    stop(cfg, id, true)?;
+    let d = Dirs::new(cfg, id);
+    for dir in [d.upper(), d.work()] {
+        remove_tree(&dir)?;
+    }
+    Ok(())
+}
+
 /// Stops the sandbox and removes `data_dir/sandboxes/<id>` entirely.
 pub fn destroy(cfg: &RuntimeConfig, id: &str) -> Result<(), RuntimeError> {
     stop(cfg, id, true)?;
