@@ -94,3 +94,31 @@ def test_interval_endpoints_validate_and_change_nothing_on_error(d, fast):
     sb.refresh_data()
     assert (sb.auto_stop_interval, sb.auto_delete_interval, sb.auto_archive_interval) == (0, -1, 60)
     sb.delete()
+
+
+def test_ttl_destroys_whatever_the_state(d, fast):
+    # Started: destroyed at its deadline although it is busy.
+    sb = d.create(CreateSandboxFromSnapshotParams(auto_stop_interval=0), timeout=1800)
+    sb.set_ttl(3)
+    sb.refresh_data()
+    assert sb.auto_destroy_at
+    for _ in range(4):
+        assert sb.process.exec("true").exit_code == 0
+    assert wait_until(lambda: gone(d, sb.id), 15, 0.5)
+    # Stopped: also destroyed (auto-delete is off).
+    sb = d.create(CreateSandboxFromSnapshotParams(auto_stop_interval=0, auto_delete_interval=-1), timeout=1800)
+    sb.stop()
+    sb.set_ttl(2)
+    assert wait_until(lambda: gone(d, sb.id), 15, 0.5)
+    # 0 clears it; a negative TTL is refused and changes nothing.
+    sb = d.create(CreateSandboxFromSnapshotParams(auto_stop_interval=0), timeout=1800)
+    sb.set_ttl(2)
+    sb.set_ttl(0)
+    h = {"Authorization": f"Bearer {fast.key}"}
+    r = httpx.post(f"{fast.api_url}/sandbox/{sb.id}/ttl/-5", headers=h)
+    assert r.status_code == 400 and "ttlMinutes" in r.json()["message"], r.text
+    sb.refresh_data()
+    assert sb.auto_destroy_at is None
+    wait_until(lambda: False, 4)
+    assert state(sb) == "started"
+    sb.delete()

@@ -145,7 +145,7 @@ impl Client {
         }
     }
 
-    fn sandbox_url(&self, id: &str, rest: &str) -> String {
+    pub(crate) fn sandbox_url(&self, id: &str, rest: &str) -> String {
         api_url(&self.api_url, &format!("sandbox/{}{rest}", enc(id)))
     }
 

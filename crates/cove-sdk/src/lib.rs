@@ -14,6 +14,7 @@ mod client;
 mod error;
 mod files;
 mod multipart;
+mod timers;
 mod urls;
 
 pub use client::{Client, DEFAULT_API_URL};
@@ -21,3 +22,4 @@ pub use cove_types::api::{CreateSandbox, ListSandboxesResponse, Sandbox, Sandbox
 pub use cove_types::error::ErrorEnvelope;
 pub use cove_types::toolbox::{CodeRunRequest, ExecuteRequest, ExecuteResponse};
 pub use error::Error;
+pub use timers::Timer;

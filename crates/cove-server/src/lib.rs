@@ -14,6 +14,7 @@ pub mod proxy;
 pub mod signed;
 pub mod store;
 pub mod timers;
+pub mod ttl;
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;

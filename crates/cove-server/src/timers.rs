@@ -1,5 +1,5 @@
 //! Lifecycle timers: auto-stop after idle minutes, auto-delete after stopped minutes
-//! (0 = on stop, negative = never). Activity (any API or toolbox call on a sandbox, not
+//! (0 = on stop, negative = never), and TTL deadlines (`ttl.rs`). Activity (any API or toolbox call on a sandbox, not
 //! preview traffic) is noted in memory and flushed to the store on each tick, so timers
 //! survive restarts without a write on every exec. Each tick also marks `started` sandboxes
 //! whose PID 1 died as `error` ([`Manager::reap_exited`]).
@@ -75,6 +75,7 @@ impl Manager {
         if let Err(e) = self.reap_exited().await {
             tracing::warn!("timers: checking sandbox processes failed: {e}");
         }
+        self.expire_ttls().await;
         let rows = match sandboxes::timer_candidates(&self.pool).await {
             Ok(r) => r,
             Err(e) => return tracing::warn!("timers: reading sandboxes failed: {e}"),

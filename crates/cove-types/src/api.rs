@@ -109,6 +109,9 @@ pub struct Sandbox {
     pub updated_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_activity_at: Option<String>,
+    /// When a TTL destroys the sandbox, whatever its state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_destroy_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox_class: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -58,6 +58,7 @@ pub fn sandbox(row: &SandboxRow, base: &str) -> Sandbox {
         created_at: Some(row.created_at.clone()),
         updated_at: Some(row.updated_at.clone()),
         last_activity_at: Some(row.last_activity_at.clone()),
+        auto_destroy_at: row.auto_destroy_at.clone(),
         sandbox_class: Some("container".into()),
         daemon_version: Some(env!("CARGO_PKG_VERSION").into()),
         runner_id: Some("local".into()),

@@ -66,6 +66,7 @@ pub fn router(st: AppState) -> Router {
             "/sandbox/{id}/autodelete/{minutes}",
             post(sandbox::autodelete),
         )
+        .route("/sandbox/{id}/ttl/{minutes}", post(sandbox::ttl))
         .route(
             "/sandbox/{id}/toolbox-proxy-url",
             get(sandbox::toolbox_proxy_url),

@@ -20,6 +20,7 @@ use super::{list, meta, resize, sandbox};
         sandbox::autostop,
         sandbox::autoarchive,
         sandbox::autodelete,
+        sandbox::ttl,
         sandbox::stop,
         resize::resize,
         sandbox::labels,

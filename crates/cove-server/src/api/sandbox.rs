@@ -151,6 +151,7 @@ pub fn validate(org: &str, req: CreateSandbox) -> Result<SandboxRow, ApiError> {
         created_at: now.clone(),
         updated_at: now.clone(),
         last_activity_at: now,
+        auto_destroy_at: None,
     })
 }
 
@@ -163,7 +164,12 @@ pub async fn create(
     body: Bytes,
 ) -> Result<Json<Sandbox>, ApiError> {
     let req: CreateSandbox = parse_json(&body)?;
+    let ttl = match req.ttl_minutes {
+        None => 0,
+        Some(m) => parse_interval("ttlMinutes", &m.to_string(), 0)?,
+    };
     let mut row = validate(&org, req)?;
+    row.auto_destroy_at = st.manager.ttl_deadline(ttl);
     super::volumes::resolve(&st.pool, &org, &mut row).await?;
     let row = st.manager.create(row).await?;
     Ok(Json(dto::sandbox(&row, &st.base_url(&headers))))
@@ -249,6 +255,23 @@ pub async fn autodelete(
 ) -> Result<Json<Sandbox>, ApiError> {
     let m = parse_interval("autoDeleteInterval", &raw, -1)?;
     set_interval(&st, &org, &id, sandboxes::Interval::AutoDelete, m, &headers).await
+}
+
+/// `POST /sandbox/{idOrName}/ttl/{minutes}`: destroys the sandbox that many minutes from now,
+/// whatever its state then; 0 clears the TTL.
+#[utoipa::path(post, path = "/sandbox/{idOrName}/ttl/{minutes}", params(("idOrName" = String, Path), ("minutes" = i64, Path)), responses((status = 200, body = Sandbox), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn ttl(
+    State(st): State<AppState>,
+    Extension(Org(org)): Extension<Org>,
+    Path((id, raw)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Sandbox>, ApiError> {
+    let m = parse_interval("ttlMinutes", &raw, 0)?;
+    let row = find(&st, &org, &id).await?;
+    let at = st.manager.ttl_deadline(m);
+    sandboxes::set_auto_destroy(&st.pool, &row.id, at.as_deref()).await?;
+    let row = find(&st, &org, &row.id).await?;
+    Ok(Json(dto::sandbox(&row, &st.base_url(&headers))))
 }
 
 /// `GET /sandbox/{idOrName}`.

@@ -33,6 +33,9 @@ pub struct SandboxRow {
     pub created_at: String,
     pub updated_at: String,
     pub last_activity_at: String,
+    /// When a TTL destroys the sandbox whatever its state (RFC 3339); `None` = no TTL.
+    #[sqlx(default)]
+    pub auto_destroy_at: Option<String>,
 }
 
 impl SandboxRow {
@@ -50,8 +53,8 @@ pub async fn insert(pool: &SqlitePool, r: &SandboxRow) -> Result<(), sqlx::Error
         "INSERT INTO sandboxes (id, org_id, name, os_user, env, labels, public, network_block_all,
          network_allow_list, target, cpu, gpu, memory, disk, snapshot, state, desired_state,
          error_reason, auto_stop_interval, auto_archive_interval, auto_delete_interval, volumes,
-         created_at, updated_at, last_activity_at)
-         VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+         created_at, updated_at, last_activity_at, auto_destroy_at)
+         VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
     )
     .bind(&r.id)
     .bind(&r.org_id)
@@ -78,6 +81,7 @@ pub async fn insert(pool: &SqlitePool, r: &SandboxRow) -> Result<(), sqlx::Error
     .bind(&r.created_at)
     .bind(&r.updated_at)
     .bind(&r.last_activity_at)
+    .bind(&r.auto_destroy_at)
     .execute(pool)
     .await?;
     Ok(())
@@ -199,6 +203,30 @@ pub async fn set_interval(
     .execute(pool)
     .await?;
     Ok(())
+}
+
+/// Sets (or with `None` clears) the time a TTL destroys the sandbox.
+pub async fn set_auto_destroy(
+    pool: &SqlitePool,
+    id: &str,
+    at: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE sandboxes SET auto_destroy_at = ?, updated_at = ? WHERE id = ?")
+        .bind(at)
+        .bind(crate::now())
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// `(id, auto_destroy_at)` of every sandbox with a TTL.
+pub async fn ttl_candidates(pool: &SqlitePool) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, auto_destroy_at FROM sandboxes WHERE auto_destroy_at IS NOT NULL ORDER BY seq",
+    )
+    .fetch_all(pool)
+    .await
 }
 
 /// A sandbox's timer inputs: `(id, state, auto_stop, auto_delete, last_activity_at, state_changed_at)`.
@@ -502,6 +530,7 @@ mod tests {
             auto_stop_interval: 15,
             auto_archive_interval: 10080,
             auto_delete_interval: -1,
+            auto_destroy_at: None,
             volumes: "[]".into(),
             created_at: "t".into(),
             updated_at: "t".into(),
