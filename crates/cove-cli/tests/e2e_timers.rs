@@ -112,3 +112,33 @@ async fn ttl_validates_and_clears() {
     assert_eq!(state_or_gone(&c, &sb.id).await, "started");
     c.delete(&sb.id).await.expect("delete");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciler_retries_a_failed_destroy() {
+    let mut srv = Server::start_with(&["--minute-seconds", "1"]);
+    srv.kill9();
+    // The first destroy fails (injected); nothing else does.
+    srv.restart(Some("fail:destroy"));
+    let c = srv.client();
+    let sb = c
+        .create(&labelled("retry", &nonce()))
+        .await
+        .expect("create");
+    let dir = srv.data_dir().join("sandboxes").join(&sb.id);
+    assert!(dir.is_dir());
+    let err = c.delete(&sb.id).await.expect_err("injected failure");
+    assert_eq!(err.status(), Some(500), "{err}");
+    // Retried by the reconciler on a later tick: gone, files and all.
+    let gone = wait_until_async(Duration::from_secs(15), || async {
+        state_or_gone(&c, &sb.id).await == "gone"
+    })
+    .await;
+    assert!(
+        gone,
+        "still {}\n{}",
+        state_or_gone(&c, &sb.id).await,
+        srv.log()
+    );
+    assert!(!dir.exists(), "{} left behind", dir.display());
+    assert!(srv.log().contains("reconciler: retrying"), "{}", srv.log());
+}

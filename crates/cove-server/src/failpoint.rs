@@ -1,7 +1,10 @@
 //! Crash-injection hooks for restart tests: `COVE_FAILPOINT=<name>` (read once, at server
 //! start) makes the server abort at the named point, e.g. `after:creating` — right after that
-//! transition is written to the store and before the runtime acts on it.
+//! transition is written to the store and before the runtime acts on it. `fail:<action>`
+//! (e.g. `fail:destroy`) instead makes the first attempt of that runtime action fail, to test
+//! that the reconciler retries it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 static ARMED: OnceLock<Option<String>> = OnceLock::new();
@@ -25,4 +28,13 @@ pub fn hit(name: &str) {
         eprintln!("failpoint {name:?} hit: aborting");
         std::process::abort();
     }
+}
+
+static FAILED_ONCE: AtomicBool = AtomicBool::new(false);
+
+/// True the first time it is called with the armed failpoint's name (`fail:<action>`); the
+/// caller then fails that action with an injected error.
+pub fn fail_once(name: &str) -> bool {
+    ARMED.get().and_then(Option::as_deref) == Some(name)
+        && !FAILED_ONCE.swap(true, Ordering::SeqCst)
 }

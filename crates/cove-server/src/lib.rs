@@ -11,6 +11,7 @@ pub mod failpoint;
 pub mod lifecycle;
 pub mod preview;
 pub mod proxy;
+pub mod reconciler;
 pub mod signed;
 pub mod store;
 pub mod timers;

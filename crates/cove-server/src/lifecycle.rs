@@ -23,7 +23,9 @@
 //! Whatever ends in `stopped` or `error` has no process left. While the server runs, the
 //! timers' tick ([`Manager::reap_exited`]) turns a `started` sandbox whose PID 1 died into
 //! `error` "sandbox process exited"; `POST /sandbox/{id}/recover` boots an errored sandbox
-//! whose files still exist ([`Manager::recover`]).
+//! whose files still exist ([`Manager::recover`]). A stop or destroy that fails leaves
+//! `error` with the desired state kept; the reconciler (`reconciler.rs`) retries it on later
+//! ticks with backoff.
 //!
 //! `COVE_FAILPOINT=after:<state>` (see [`crate::failpoint`]) aborts the server right after
 //! `creating`, `starting`, `stopping` or `destroying` is written, to test the table above.
@@ -72,6 +74,8 @@ pub struct Manager {
     pub minute: std::time::Duration,
     /// Activity seen since the last flush: sandbox id → RFC 3339 time (see `timers.rs`).
     pub(crate) activity: Mutex<HashMap<String, String>>,
+    /// Failed actions the reconciler retries (see `reconciler.rs`).
+    pub(crate) retries: Mutex<crate::reconciler::Retries>,
 }
 
 impl Manager {
@@ -87,6 +91,7 @@ impl Manager {
             no_new_privs: false,
             minute: std::time::Duration::from_secs(60),
             activity: Mutex::new(HashMap::new()),
+            retries: Mutex::new(Default::default()),
         }
     }
 
@@ -305,7 +310,14 @@ impl Manager {
             me.transition(&mut row, state::STOPPING, state::STOPPED, None)
                 .await?;
             failpoint::hit("after:stopping");
-            if let Err(e) = me.runtime.stop(&id, force).await {
+            let result = if failpoint::fail_once("fail:stop") {
+                Err(cove_runtime::RuntimeError::Other(
+                    "injected by failpoint".into(),
+                ))
+            } else {
+                me.runtime.stop(&id, force).await
+            };
+            if let Err(e) = result {
                 let reason = format!("stop failed: {e}");
                 me.transition(&mut row, state::ERROR, state::STOPPED, Some(&reason))
                     .await?;
@@ -325,7 +337,14 @@ impl Manager {
             me.transition(&mut row, state::DESTROYING, state::DESTROYED, None)
                 .await?;
             failpoint::hit("after:destroying");
-            if let Err(e) = me.runtime.destroy(&id).await {
+            let result = if failpoint::fail_once("fail:destroy") {
+                Err(cove_runtime::RuntimeError::Other(
+                    "injected by failpoint".into(),
+                ))
+            } else {
+                me.runtime.destroy(&id).await
+            };
+            if let Err(e) = result {
                 let reason = format!("destroy failed: {e}");
                 me.transition(&mut row, state::ERROR, state::DESTROYED, Some(&reason))
                     .await?;

@@ -76,6 +76,7 @@ impl Manager {
             tracing::warn!("timers: checking sandbox processes failed: {e}");
         }
         self.expire_ttls().await;
+        self.retry_failed(self.tick_period()).await;
         let rows = match sandboxes::timer_candidates(&self.pool).await {
             Ok(r) => r,
             Err(e) => return tracing::warn!("timers: reading sandboxes failed: {e}"),
@@ -92,10 +93,15 @@ impl Manager {
         }
     }
 
+    /// How often the timers tick: several times per timer minute, at most every 10 s.
+    pub fn tick_period(&self) -> Duration {
+        (self.minute / 4).clamp(Duration::from_millis(100), Duration::from_secs(10))
+    }
+
     /// Runs [`Manager::tick`] forever, several times per timer minute (at most every 10 s).
     pub fn spawn_timers(self: &Arc<Self>) {
         let me = self.clone();
-        let period = (self.minute / 4).clamp(Duration::from_millis(100), Duration::from_secs(10));
+        let period = self.tick_period();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(period);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
