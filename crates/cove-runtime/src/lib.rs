@@ -4,6 +4,7 @@
 
 mod build_cmd;
 pub mod cgroup;
+pub mod dynmods;
 pub mod error;
 mod fsutil;
 pub mod idmap;
