@@ -6,10 +6,12 @@ mod build_cmd;
 pub mod cgroup;
 pub mod dynmods;
 pub mod error;
+mod freeze;
 mod fsutil;
 pub mod idmap;
 pub mod image;
 pub mod init;
+pub mod layer;
 pub mod rootfs;
 mod sandbox;
 mod seccomp;
@@ -19,7 +21,11 @@ pub mod sys;
 pub use error::RuntimeError;
 
 use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
+
+use error::IoContext;
 
 use serde::{Deserialize, Serialize};
 
@@ -119,6 +125,60 @@ impl Runtime {
     /// The sandbox's upper dir (its files; may not exist).
     pub fn upper_dir(&self, id: &str) -> PathBuf {
         sandbox::Dirs::new(&self.cfg, id).upper()
+    }
+
+    /// Where snapshot layer `name` lives: `<data>/layers/<name>`.
+    pub fn layer_dir(&self, name: &str) -> PathBuf {
+        self.cfg.data_dir.join("layers").join(name)
+    }
+
+    /// Freezes every process of a running sandbox (for a consistent copy of its files).
+    pub async fn freeze(&self, id: &str) -> Result<(), RuntimeError> {
+        let id = id.to_string();
+        blocking(move || {
+            sandbox::validate_id(&id)?;
+            let layout = cgroup::detect(std::path::Path::new(cgroup::DEFAULT_ROOT))?;
+            freeze::freeze(&layout, &id, freeze::TIMEOUT)
+        })
+        .await
+    }
+
+    /// Thaws a sandbox; a no-op unless it is frozen.
+    pub async fn thaw(&self, id: &str) -> Result<(), RuntimeError> {
+        let id = id.to_string();
+        blocking(move || {
+            sandbox::validate_id(&id)?;
+            let layout = cgroup::detect(std::path::Path::new(cgroup::DEFAULT_ROOT))?;
+            freeze::thaw(&layout, &id, freeze::TIMEOUT)
+        })
+        .await
+    }
+
+    /// Copies a sandbox's files (`upper`, from [`Runtime::upper_dir`]) into the new read-only
+    /// layer `name` (see [`layer`]); returns its path and what was copied.
+    pub async fn copy_layer(
+        &self,
+        upper: PathBuf,
+        name: &str,
+    ) -> Result<(PathBuf, layer::LayerStats), RuntimeError> {
+        sandbox::validate_id(name)?;
+        let dst = self.layer_dir(name);
+        blocking(move || {
+            let parent = dst.parent().expect("layer dir has a parent");
+            fs::create_dir_all(parent).ctx("create", parent)?;
+            fs::set_permissions(parent, fs::Permissions::from_mode(0o711)).ctx("chmod", parent)?;
+            fsutil::make_traversable(parent)?;
+            let stats = layer::copy_layer(&upper, &dst)?;
+            Ok((dst, stats))
+        })
+        .await
+    }
+
+    /// Removes layer `name` and any unfinished copy of it; a missing layer is fine.
+    pub async fn remove_layer(&self, name: &str) -> Result<(), RuntimeError> {
+        sandbox::validate_id(name)?;
+        let dst = self.layer_dir(name);
+        blocking(move || layer::remove(&dst)).await
     }
 
     /// Kills every process of the sandbox; keeps its files.
