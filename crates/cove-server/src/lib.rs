@@ -13,6 +13,7 @@ pub mod preview;
 pub mod proxy;
 pub mod reconciler;
 pub mod signed;
+pub mod snapshot;
 pub mod store;
 pub mod timers;
 pub mod ttl;
@@ -115,6 +116,7 @@ pub async fn app(
         manager: manager.clone(),
         public_url: cfg.public_url.clone(),
         keys: Default::default(),
+        snapshot_gate: Default::default(),
     };
     Ok((api::router(state), manager))
 }

@@ -7,9 +7,12 @@
 //!                      │     └─starting◄────────────────────────┘  │          │
 //!                      ▼                                           │          │
 //!                    error ──────────────── start (retry) ─────────┘──────────┘ delete
+//!
+//!   started | stopped ──snapshot──► snapshotting ──(copy done or failed)──► the state before
 //! ```
 //! A crash between "written" and "done" leaves a transitional state (`creating`, `starting`,
-//! `stopping`, `destroying`); [`Manager::reconcile_at_start`] finishes or rolls it back:
+//! `stopping`, `destroying`, `snapshotting`); [`Manager::reconcile_at_start`] finishes or
+//! rolls it back:
 //!
 //! | stored state | PID 1 alive | after a restart                                          |
 //! |--------------|-------------|----------------------------------------------------------|
@@ -18,6 +21,8 @@
 //! | `creating`   | no          | `error` "server stopped before the sandbox booted" (start it) |
 //! | `starting`   | no          | `stopped` (the start is rolled back; start it again)      |
 //! | `stopping`   | any         | `stopped` (every process killed, files kept)              |
+//! | `snapshotting` | yes       | `started` (thawed if the crash left it frozen); the unfinished snapshot becomes `error` (`snapshot.rs`) |
+//! | `snapshotting` | no        | `stopped`; the snapshot likewise becomes `error`         |
 //! | `destroying` | any         | gone (files removed, row deleted)                         |
 //!
 //! Whatever ends in `stopped` or `error` has no process left. While the server runs, the
@@ -28,7 +33,8 @@
 //! ticks with backoff.
 //!
 //! `COVE_FAILPOINT=after:<state>` (see [`crate::failpoint`]) aborts the server right after
-//! `creating`, `starting`, `stopping` or `destroying` is written, to test the table above.
+//! `creating`, `starting`, `stopping`, `destroying` or `snapshotting` is written (and
+//! `after:frozen` once a snapshot froze a started sandbox), to test the table above.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -144,7 +150,7 @@ impl Manager {
         }
     }
 
-    fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+    pub(crate) fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut m = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         m.entry(id.to_string()).or_default().clone()
     }
@@ -155,7 +161,7 @@ impl Manager {
     }
 
     /// Writes `new` (and the desired state) to the store and tells Socket.IO subscribers.
-    async fn transition(
+    pub(crate) async fn transition(
         &self,
         row: &mut SandboxRow,
         new: &str,
@@ -188,7 +194,7 @@ impl Manager {
 
     /// Boots `row` (state already `creating` or `starting`) and records the outcome.
     async fn boot(&self, row: &mut SandboxRow) -> Result<(), ApiError> {
-        let result = match self.image().await {
+        let result = match self.image_for(row).await {
             Ok(image) => self
                 .runtime
                 .start(&Self::spec(
@@ -425,7 +431,7 @@ impl Manager {
         Ok(reaped)
     }
 
-    async fn reload(&self, id: &str) -> Result<SandboxRow, ApiError> {
+    pub(crate) async fn reload(&self, id: &str) -> Result<SandboxRow, ApiError> {
         let row: Option<SandboxRow> = sqlx::query_as("SELECT * FROM sandboxes WHERE id = ?")
             .bind(id)
             .fetch_optional(&self.pool)
@@ -443,17 +449,30 @@ impl Manager {
                 state::STARTING,
                 state::STOPPING,
                 state::DESTROYING,
+                state::SNAPSHOTTING,
             ],
         )
         .await?;
         for row in rows {
+            if row.state == state::SNAPSHOTTING {
+                // A crash may have left it frozen mid-copy.
+                if let Err(e) = self.runtime.thaw(&row.id).await {
+                    tracing::warn!("reconcile: thawing {} failed: {e}", row.id);
+                }
+            }
             let running = self.runtime.running(&row.id).is_some();
             let settle = |s: &'static str| sandboxes::set_state(&self.pool, &row.id, s, s, None);
             match row.state.as_str() {
-                state::STARTED | state::CREATING | state::STARTING if running => {
+                state::STARTED | state::CREATING | state::STARTING | state::SNAPSHOTTING
+                    if running =>
+                {
                     settle(state::STARTED).await?
                 }
-                state::STARTED | state::CREATING | state::STARTING | state::STOPPING => {
+                state::STARTED
+                | state::CREATING
+                | state::STARTING
+                | state::STOPPING
+                | state::SNAPSHOTTING => {
                     if let Err(e) = self.runtime.stop(&row.id, true).await {
                         tracing::warn!("reconcile: stopping {} failed: {e}", row.id);
                     }
@@ -477,6 +496,6 @@ impl Manager {
                 _ => {}
             }
         }
-        Ok(())
+        self.reconcile_snapshots().await
     }
 }

@@ -150,6 +150,7 @@ pub mod state {
     pub const DESTROYING: &str = "destroying";
     pub const DESTROYED: &str = "destroyed";
     pub const ERROR: &str = "error";
+    pub const SNAPSHOTTING: &str = "snapshotting";
     pub const PENDING_BUILD: &str = "pending_build";
 }
 

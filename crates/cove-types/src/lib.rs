@@ -2,4 +2,5 @@
 
 pub mod api;
 pub mod error;
+pub mod snapshot;
 pub mod toolbox;

@@ -7,6 +7,7 @@ pub mod openapi;
 pub mod preview;
 pub mod resize;
 pub mod sandbox;
+pub mod snapshots;
 pub mod volumes;
 
 use std::sync::Arc;
@@ -29,6 +30,10 @@ pub struct AppState {
     /// Verified API keys: SHA-256 hash → organization (keys are never revoked yet, so a hit
     /// stays valid; saves a store query on every request).
     pub keys: Arc<std::sync::RwLock<std::collections::HashMap<String, String>>>,
+    /// Held for reading from resolving a snapshot to inserting what uses it (a sandbox, a
+    /// snapshot based on it) and for writing by a snapshot delete, so a snapshot is never
+    /// deleted between the check that nothing uses it and a new use.
+    pub snapshot_gate: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl AppState {
@@ -89,6 +94,14 @@ pub fn router(st: AppState) -> Router {
             "/sandbox/{id}/signing-key/rotate",
             post(preview::rotate_signing_key),
         )
+        .route("/sandbox/{id}/snapshot", post(snapshots::from_sandbox))
+        .route("/snapshots", post(snapshots::create).get(snapshots::list))
+        .route(
+            "/snapshots/{id}",
+            get(snapshots::get).delete(snapshots::delete),
+        )
+        .route("/snapshots/{id}/activate", post(snapshots::activate))
+        .route("/snapshots/{id}/deactivate", post(snapshots::deactivate))
         .route("/volumes", post(volumes::create).get(volumes::list))
         .route("/volumes/{id}", get(volumes::get).delete(volumes::delete))
         .route("/volumes/by-name/{name}", get(volumes::by_name))

@@ -2,7 +2,7 @@
 
 use utoipa::OpenApi;
 
-use super::{list, meta, resize, sandbox};
+use super::{list, meta, resize, sandbox, snapshots};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -25,6 +25,13 @@ use super::{list, meta, resize, sandbox};
         resize::resize,
         sandbox::labels,
         sandbox::toolbox_proxy_url,
+        snapshots::from_sandbox,
+        snapshots::create,
+        snapshots::list,
+        snapshots::get,
+        snapshots::delete,
+        snapshots::activate,
+        snapshots::deactivate,
     )
 )]
 pub struct ApiDoc;

@@ -13,17 +13,10 @@ use crate::auth::Org;
 use crate::error::{parse_json, ApiError};
 use crate::store::sandboxes::{self, SandboxRow};
 
-/// Snapshot names that mean "the default image" (the SDKs' and Daytona's defaults).
-const DEFAULT_SNAPSHOTS: &[&str] = &[
-    "default",
-    "daytona-small",
-    "daytona-medium",
-    "daytona-large",
-];
 const LANGUAGES: &[&str] = &["python", "typescript", "javascript"];
 const LANGUAGE_LABEL: &str = "code-toolbox-language";
 
-fn check_range(
+pub(crate) fn check_range(
     field: &str,
     v: Option<i64>,
     min: i64,
@@ -72,12 +65,10 @@ pub fn validate(org: &str, req: CreateSandbox) -> Result<SandboxRow, ApiError> {
     if !valid_user(&user) {
         return Err(ApiError::bad_request(format!("invalid user {user:?}")));
     }
-    let snapshot = req.snapshot.unwrap_or_else(|| "default".into());
-    if !DEFAULT_SNAPSHOTS.contains(&snapshot.as_str()) {
-        return Err(ApiError::not_found(format!(
-            "Snapshot {snapshot} not found"
-        )));
-    }
+    // Resolved against the store before (`snapshots::for_new_sandbox`).
+    let snapshot = req
+        .snapshot
+        .unwrap_or_else(|| cove_runtime::image::DEFAULT_IMAGE.into());
     if let Some(lang) = req.labels.get(LANGUAGE_LABEL) {
         if !LANGUAGES.contains(&lang.as_str()) {
             return Err(ApiError::bad_request(format!(
@@ -163,20 +154,26 @@ pub async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Sandbox>, ApiError> {
-    let req: CreateSandbox = parse_json(&body)?;
+    let mut req: CreateSandbox = parse_json(&body)?;
     let ttl = match req.ttl_minutes {
         None => 0,
         Some(m) => parse_interval("ttlMinutes", &m.to_string(), 0)?,
     };
+    // A snapshot cannot be deleted between being resolved here and the row's insert.
+    let _gate = st.snapshot_gate.read().await;
+    let snap = super::snapshots::for_new_sandbox(&st.pool, &org, &mut req).await?;
     let mut row = validate(&org, req)?;
     row.auto_destroy_at = st.manager.ttl_deadline(ttl);
     super::volumes::resolve(&st.pool, &org, &mut row).await?;
+    if let Some(s) = snap {
+        crate::store::snapshots::touch(&st.pool, &s.id, &crate::now()).await?;
+    }
     let row = st.manager.create(row).await?;
     Ok(Json(dto::sandbox(&row, &st.base_url(&headers))))
 }
 
 /// Finds a sandbox of `org` by id or name; the call counts as activity on it.
-async fn find(st: &AppState, org: &str, id: &str) -> Result<SandboxRow, ApiError> {
+pub(crate) async fn find(st: &AppState, org: &str, id: &str) -> Result<SandboxRow, ApiError> {
     let row = sandboxes::get(&st.pool, org, id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("Sandbox {id} not found")))?;
@@ -407,15 +404,6 @@ mod tests {
         let mut req = CreateSandbox::default();
         req.labels.insert(LANGUAGE_LABEL.into(), "ruby".into());
         assert!(validate("o", req).is_err());
-        let e = validate(
-            "o",
-            CreateSandbox {
-                snapshot: Some("nope".into()),
-                ..Default::default()
-            },
-        )
-        .unwrap_err();
-        assert_eq!(e.status, axum::http::StatusCode::NOT_FOUND);
         let row = validate("o", CreateSandbox::default()).unwrap();
         assert_eq!(
             (row.cpu, row.memory, row.disk, row.os_user.as_str()),

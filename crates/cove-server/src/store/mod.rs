@@ -3,6 +3,7 @@
 pub mod access;
 pub mod keys;
 pub mod sandboxes;
+pub mod snapshots;
 pub mod volumes;
 
 use std::path::Path;

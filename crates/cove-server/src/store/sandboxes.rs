@@ -490,7 +490,8 @@ pub async fn set_resources(
     Ok(())
 }
 
-fn like_escape(s: &str) -> String {
+/// Escapes `\`, `%` and `_` for a `LIKE … ESCAPE '\'` pattern.
+pub(crate) fn like_escape(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('%', "\\%")
         .replace('_', "\\_")
