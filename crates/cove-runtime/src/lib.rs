@@ -2,6 +2,7 @@
 //!
 //! The signatures in this file are the contract with cove-server and cove-cli.
 
+pub mod archive;
 mod build_cmd;
 pub mod cgroup;
 pub mod dynmods;

@@ -3,6 +3,7 @@
 pub mod caps;
 pub mod fd;
 pub mod fifo;
+pub mod fs;
 pub mod inode;
 pub mod mount;
 pub mod net;
