@@ -4,6 +4,8 @@
 //! - `exec`: round trips of `true` on one started sandbox.
 //! - `files`: upload and download of one large file (MiB/s each way).
 //! - `stop-start`: stop and start latency of one sandbox.
+//! - `archive`: archive and start-from-archive of a sandbox with SIZE MiB of files
+//!   (`bench_archive.rs`).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -45,6 +47,14 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// Archive a stopped sandbox holding SIZE MiB of written files, then start it from the
+    /// archive; print seconds for each and the total (checksum verified after each restore).
+    Archive {
+        #[arg(long, default_value_t = 1024)]
+        size_mib: u64,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
 }
 
 pub async fn run(api_url: &str, cmd: BenchCmd) -> anyhow::Result<u8> {
@@ -53,6 +63,9 @@ pub async fn run(api_url: &str, cmd: BenchCmd) -> anyhow::Result<u8> {
         BenchCmd::Exec { count, warmup } => exec(api_url, count, warmup).await,
         BenchCmd::Files { size_mib, rounds } => files(api_url, size_mib, rounds).await,
         BenchCmd::StopStart { count } => stop_start(api_url, count).await,
+        BenchCmd::Archive { size_mib, rounds } => {
+            crate::bench_archive::run(api_url, size_mib, rounds).await
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod args;
 mod bench;
+mod bench_archive;
 mod client;
 mod server;
 

@@ -23,6 +23,11 @@ pub struct ServerArgs {
     /// Boot sandboxes with no_new_privs: setuid programs (sudo) stop working inside them.
     #[arg(long, env = "COVE_NO_NEW_PRIVS")]
     no_new_privs: bool,
+    /// Where archived sandboxes' files go: s3://bucket[/prefix] (any S3-compatible service,
+    /// configured by AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION,
+    /// AWS_ALLOW_HTTP) or file:///dir [default: <data-dir>/objects].
+    #[arg(long, value_name = "URL")]
+    object_store: Option<String>,
     /// Length of a timer minute in seconds (tests shorten it).
     #[arg(long, default_value_t = 60, hide = true)]
     minute_seconds: u64,
@@ -80,6 +85,7 @@ pub async fn serve(a: ServerArgs) -> anyhow::Result<()> {
         public_url: a.public_url,
         no_new_privs: a.no_new_privs,
         minute_secs: a.minute_seconds,
+        object_store: a.object_store,
         init_exe,
     };
     cove_server::run(cfg).await.with_context(|| {

@@ -465,6 +465,12 @@ pub fn clear_dir(dir: &Path) -> Result<(), ArchiveError> {
     Ok(())
 }
 
+/// Flushes every dirty page of the filesystem holding `dir` to disk (syncfs).
+pub fn sync_fs(dir: &Path) -> Result<(), ArchiveError> {
+    let f = File::open(dir).map_err(io_err("open", dir))?;
+    cove_sys::fs::syncfs(&f).map_err(io_err("syncfs", dir))
+}
+
 #[cfg(test)]
 #[path = "archive_tests.rs"]
 mod tests;

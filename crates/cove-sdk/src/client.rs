@@ -219,6 +219,14 @@ impl Client {
         self.wait_for(sb, &[state::STOPPED, state::DESTROYED]).await
     }
 
+    /// `POST /sandbox/{id}/archive` (the sandbox must be stopped); answers once it is
+    /// `archived`. `start` restores it.
+    pub async fn archive(&self, id_or_name: &str) -> Result<Sandbox, Error> {
+        let url = self.sandbox_url(id_or_name, "/archive");
+        let sb: Sandbox = self.json(Method::POST, &url, None).await?;
+        self.wait_for(sb, &[state::ARCHIVED]).await
+    }
+
     /// `PUT /sandbox/{id}/labels` (replaces all labels); returns the new labels.
     pub async fn set_labels(
         &self,

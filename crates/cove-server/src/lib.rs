@@ -9,6 +9,7 @@ pub mod error;
 pub mod events;
 pub mod failpoint;
 pub mod lifecycle;
+pub mod objects;
 pub mod preview;
 pub mod proxy;
 pub mod reconciler;
@@ -40,6 +41,8 @@ pub enum ServerError {
     Query(#[from] sqlx::Error),
     #[error(transparent)]
     Runtime(#[from] cove_runtime::RuntimeError),
+    #[error(transparent)]
+    Objects(#[from] objects::ObjectsError),
     #[error("cannot listen on {addr}")]
     Listen {
         addr: SocketAddr,
@@ -67,6 +70,9 @@ pub struct ServerConfig {
     pub no_new_privs: bool,
     /// Seconds in a timer "minute" (auto-stop/delete intervals); 60 except in tests.
     pub minute_secs: u64,
+    /// Where archives go: `s3://bucket[/prefix]` (AWS_* variables) or `file:///dir`;
+    /// default `<data_dir>/objects`.
+    pub object_store: Option<String>,
 }
 
 /// Now as an RFC 3339 UTC timestamp with milliseconds (`2026-01-01T00:00:00.000Z`).
@@ -106,11 +112,17 @@ pub async fn app(
         images_dir,
         init_exe: cfg.init_exe.clone(),
     })?;
-    let mut manager = lifecycle::Manager::new(pool.clone(), Arc::new(runtime));
+    let objects = objects::Objects::open(
+        cfg.object_store.as_deref(),
+        &cfg.data_dir.join("objects"),
+    )?;
+    tracing::info!("archives go to {}", objects.describe());
+    let mut manager = lifecycle::Manager::new(pool.clone(), Arc::new(runtime), Arc::new(objects));
     manager.no_new_privs = cfg.no_new_privs;
     manager.minute = std::time::Duration::from_secs(cfg.minute_secs.max(1));
     let manager = Arc::new(manager);
     manager.reconcile_at_start().await?;
+    manager.spawn_sweep_archives();
     let state = api::AppState {
         pool,
         manager: manager.clone(),

@@ -1,18 +1,22 @@
-//! Sandbox lifecycle: every transition is written to the store before the runtime acts on it.
+//! Sandbox lifecycle: every transition is written to the store before it is acted on.
 //!
 //! ```text
 //!   POST /sandbox            start                stop                 delete
 //!  ───────────────► creating ─────► started ──► stopping ──► stopped ──► destroying ──► (row removed)
-//!                      │     ▲         │                        │  ▲          ▲
-//!                      │     └─starting◄────────────────────────┘  │          │
-//!                      ▼                                           │          │
-//!                    error ──────────────── start (retry) ─────────┘──────────┘ delete
+//!                      │     ▲         │                      │ ▲ │ ▲         ▲
+//!                      │     └─starting◄──────────────────────┘ │ │ │         │
+//!                      │          ▲                   archive   │ │ │ upload  │
+//!                      │          │ unpacked                    ▼ │ │ failed  │
+//!                      │      restoring ◄── start ── archived ◄─ archiving    │
+//!                      ▼          │ failed: archived     │                    │
+//!                    error ───────┼────── start (retry) ─┼───────────────────►┘ delete
+//!                                 └──────────────────────┘
 //!
 //!   started | stopped ──snapshot──► snapshotting ──(copy done or failed)──► the state before
 //! ```
 //! A crash between "written" and "done" leaves a transitional state (`creating`, `starting`,
-//! `stopping`, `destroying`, `snapshotting`); [`Manager::reconcile_at_start`] finishes or
-//! rolls it back:
+//! `stopping`, `destroying`, `snapshotting`, `archiving`, `restoring`);
+//! [`Manager::reconcile_at_start`] finishes or rolls it back:
 //!
 //! | stored state | PID 1 alive | after a restart                                          |
 //! |--------------|-------------|----------------------------------------------------------|
@@ -23,7 +27,14 @@
 //! | `stopping`   | any         | `stopped` (every process killed, files kept)              |
 //! | `snapshotting` | yes       | `started` (thawed if the crash left it frozen); the unfinished snapshot becomes `error` (`snapshot.rs`) |
 //! | `snapshotting` | no        | `stopped`; the snapshot likewise becomes `error`         |
-//! | `destroying` | any         | gone (files removed, row deleted)                         |
+//! | `archiving`, upload incomplete | no | `stopped` (local files are the only copy: kept; partial object dropped) |
+//! | `archiving`, upload complete   | no | `archived` (local files freed)                  |
+//! | `restoring`  | no          | `archived` (the partial restore is wiped; start restores again) |
+//! | `destroying` | any         | gone (files and archive removed, row deleted)             |
+//!
+//! "Upload complete" is the store's `archive_key`, written only once the object is durable:
+//! local files are never removed before that (see [`archive`]). Archive objects nothing
+//! refers to any more are deleted by [`Manager::sweep_archives`] after a restart.
 //!
 //! Whatever ends in `stopped` or `error` has no process left. While the server runs, the
 //! timers' tick ([`Manager::reap_exited`]) turns a `started` sandbox whose PID 1 died into
@@ -33,8 +44,12 @@
 //! ticks with backoff.
 //!
 //! `COVE_FAILPOINT=after:<state>` (see [`crate::failpoint`]) aborts the server right after
-//! `creating`, `starting`, `stopping`, `destroying` or `snapshotting` is written (and
-//! `after:frozen` once a snapshot froze a started sandbox), to test the table above.
+//! `creating`, `starting`, `stopping`, `destroying`, `snapshotting`, `archiving` or
+//! `restoring` is written (and `after:frozen` once a snapshot froze a started sandbox,
+//! `after:archive-uploaded` once an archive is complete), to test the table above.
+
+mod archive;
+pub mod auto_archive;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -48,6 +63,7 @@ use tokio::sync::{broadcast, watch};
 use crate::error::ApiError;
 use crate::events::Event;
 use crate::failpoint;
+use crate::objects::Objects;
 use crate::store::sandboxes::{self, SandboxRow};
 
 /// `errorReason` of a sandbox whose PID 1 died while it was `started`.
@@ -82,10 +98,12 @@ pub struct Manager {
     pub(crate) activity: Mutex<HashMap<String, String>>,
     /// Failed actions the reconciler retries (see `reconciler.rs`).
     pub(crate) retries: Mutex<crate::reconciler::Retries>,
+    /// Where archived sandboxes' files go.
+    pub objects: Arc<Objects>,
 }
 
 impl Manager {
-    pub fn new(pool: SqlitePool, runtime: Arc<Runtime>) -> Self {
+    pub fn new(pool: SqlitePool, runtime: Arc<Runtime>, objects: Arc<Objects>) -> Self {
         let (image, _) = watch::channel(ImageState::Idle);
         let (events, _) = broadcast::channel(1024);
         Self {
@@ -98,6 +116,7 @@ impl Manager {
             minute: std::time::Duration::from_secs(60),
             activity: Mutex::new(HashMap::new()),
             retries: Mutex::new(Default::default()),
+            objects,
         }
     }
 
@@ -269,12 +288,17 @@ impl Manager {
         .map_err(|e| ApiError::internal(format!("{what} task failed: {e}")))?
     }
 
-    /// Starts a stopped (or errored) sandbox; a started one is returned as it is.
+    /// Starts a stopped (or errored) sandbox, restoring an archived one first; a started one
+    /// is returned as it is.
     pub async fn start(self: &Arc<Self>, id: String) -> Result<SandboxRow, ApiError> {
         self.locked(id, "start", |me, mut row| async move {
             let id = row.id.clone();
             match row.state.as_str() {
                 state::STARTED => return Ok(row),
+                state::ARCHIVED => {
+                    me.restore_and_boot(&mut row).await?;
+                    return Ok(row);
+                }
                 state::STOPPED | state::ERROR => {}
                 s => {
                     return Err(ApiError::conflict(format!(
@@ -344,11 +368,12 @@ impl Manager {
                 .await?;
             failpoint::hit("after:destroying");
             let result = if failpoint::fail_once("fail:destroy") {
-                Err(cove_runtime::RuntimeError::Other(
-                    "injected by failpoint".into(),
-                ))
+                Err("injected by failpoint".to_string())
             } else {
-                me.runtime.destroy(&id).await
+                match me.runtime.destroy(&id).await {
+                    Ok(()) => me.delete_archive(&id).await,
+                    Err(e) => Err(e.to_string()),
+                }
             };
             if let Err(e) = result {
                 let reason = format!("destroy failed: {e}");
@@ -450,6 +475,8 @@ impl Manager {
                 state::STOPPING,
                 state::DESTROYING,
                 state::SNAPSHOTTING,
+                state::ARCHIVING,
+                state::RESTORING,
             ],
         )
         .await?;
@@ -489,10 +516,17 @@ impl Manager {
                     tracing::info!("reconcile: {} {} → {new}", row.id, row.state);
                     sandboxes::set_state(&self.pool, &row.id, new, desired, reason).await?
                 }
-                state::DESTROYING => match self.runtime.destroy(&row.id).await {
-                    Ok(()) => sandboxes::delete(&self.pool, &row.id).await?,
-                    Err(e) => tracing::warn!("reconcile: destroying {} failed: {e}", row.id),
-                },
+                state::DESTROYING => {
+                    let destroyed = match self.runtime.destroy(&row.id).await {
+                        Ok(()) => self.delete_archive(&row.id).await,
+                        Err(e) => Err(e.to_string()),
+                    };
+                    match destroyed {
+                        Ok(()) => sandboxes::delete(&self.pool, &row.id).await?,
+                        Err(e) => tracing::warn!("reconcile: destroying {} failed: {e}", row.id),
+                    }
+                }
+                state::ARCHIVING | state::RESTORING => self.reconcile_archive(&row).await?,
                 _ => {}
             }
         }

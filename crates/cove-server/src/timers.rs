@@ -2,7 +2,8 @@
 //! (0 = on stop, negative = never), and TTL deadlines (`ttl.rs`). Activity (any API or toolbox call on a sandbox, not
 //! preview traffic) is noted in memory and flushed to the store on each tick, so timers
 //! survive restarts without a write on every exec. Each tick also marks `started` sandboxes
-//! whose PID 1 died as `error` ([`Manager::reap_exited`]).
+//! whose PID 1 died as `error` ([`Manager::reap_exited`]) and archives sandboxes stopped for
+//! their auto-archive interval ([`Manager::auto_archive`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,6 +92,7 @@ impl Manager {
                 Err(e) => tracing::warn!("timer: {d:?} failed: {e}"),
             }
         }
+        self.auto_archive().await;
     }
 
     /// How often the timers tick: several times per timer minute, at most every 10 s.

@@ -25,6 +25,7 @@ async fn server() -> Server {
         init_exe: "/nonexistent/cove".into(),
         no_new_privs: false,
         minute_secs: 60,
+        object_store: None,
     };
     let (router, _) = app(&cfg).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -152,6 +152,9 @@ pub mod state {
     pub const ERROR: &str = "error";
     pub const SNAPSHOTTING: &str = "snapshotting";
     pub const PENDING_BUILD: &str = "pending_build";
+    pub const ARCHIVING: &str = "archiving";
+    pub const ARCHIVED: &str = "archived";
+    pub const RESTORING: &str = "restoring";
 }
 
 #[cfg(test)]

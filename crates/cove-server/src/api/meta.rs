@@ -26,7 +26,7 @@ pub async fn config(State(st): State<AppState>, headers: HeaderMap) -> Json<Valu
         "defaultSnapshot": "default",
         "dashboardUrl": base,
         "environment": "self-hosted",
-        "maxAutoArchiveInterval": 43200,
+        "maxAutoArchiveInterval": crate::lifecycle::auto_archive::MAX_AUTO_ARCHIVE,
         "maintananceMode": false,
         "analyticsApiUrl": null,
     }))

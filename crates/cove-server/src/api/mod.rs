@@ -61,6 +61,7 @@ pub fn router(st: AppState) -> Router {
         .route("/sandbox/{id}/start", post(sandbox::start))
         .route("/sandbox/{id}/stop", post(sandbox::stop))
         .route("/sandbox/{id}/recover", post(sandbox::recover))
+        .route("/sandbox/{id}/archive", post(sandbox::archive))
         .route("/sandbox/{id}/labels", put(sandbox::labels))
         .route("/sandbox/{id}/autostop/{minutes}", post(sandbox::autostop))
         .route(

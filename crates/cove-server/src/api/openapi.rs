@@ -22,6 +22,7 @@ use super::{list, meta, resize, sandbox, snapshots};
         sandbox::autodelete,
         sandbox::ttl,
         sandbox::stop,
+        sandbox::archive,
         resize::resize,
         sandbox::labels,
         sandbox::toolbox_proxy_url,

@@ -228,7 +228,7 @@ pub async fn autoarchive(
     headers: HeaderMap,
 ) -> Result<Json<Sandbox>, ApiError> {
     let m = match parse_interval("autoArchiveInterval", &raw, 0)? {
-        0 => 43200,
+        0 => crate::lifecycle::auto_archive::MAX_AUTO_ARCHIVE,
         m => m,
     };
     set_interval(
@@ -296,7 +296,7 @@ pub async fn delete(
     Ok(Json(dto::sandbox(&row, &st.base_url(&headers))))
 }
 
-/// `POST /sandbox/{idOrName}/start`.
+/// `POST /sandbox/{idOrName}/start` (an archived sandbox is restored first).
 #[utoipa::path(post, path = "/sandbox/{idOrName}/start", params(("idOrName" = String, Path)), responses((status = 200, body = Sandbox), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 pub async fn start(
     State(st): State<AppState>,
@@ -319,6 +319,20 @@ pub async fn recover(
 ) -> Result<Json<Sandbox>, ApiError> {
     let row = find(&st, &org, &id).await?;
     let row = st.manager.recover(row.id).await?;
+    Ok(Json(dto::sandbox(&row, &st.base_url(&headers))))
+}
+
+/// `POST /sandbox/{idOrName}/archive`: moves a stopped sandbox's files to object storage and
+/// answers once they are there (`archived`); `start` brings them back.
+#[utoipa::path(post, path = "/sandbox/{idOrName}/archive", params(("idOrName" = String, Path)), responses((status = 200, body = Sandbox), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
+pub async fn archive(
+    State(st): State<AppState>,
+    Extension(Org(org)): Extension<Org>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Sandbox>, ApiError> {
+    let row = find(&st, &org, &id).await?;
+    let row = st.manager.archive(row.id).await?;
     Ok(Json(dto::sandbox(&row, &st.base_url(&headers))))
 }
 

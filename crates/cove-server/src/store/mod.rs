@@ -1,6 +1,7 @@
 //! The SQL store (SQLite by default): opening, migrations, and one module per table.
 
 pub mod access;
+pub mod archives;
 pub mod keys;
 pub mod sandboxes;
 pub mod snapshots;
