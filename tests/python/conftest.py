@@ -32,7 +32,7 @@ def wait_until(cond, timeout: float, interval: float = 0.02) -> bool:
 
 
 class Server:
-    def __init__(self, extra_args=()):
+    def __init__(self, extra_args=(), env=None):
         target = os.environ.get("CARGO_TARGET_DIR", str(REPO / "target"))
         self.bin = os.environ.get("COVE_BIN", str(Path(target) / "debug" / "cove"))
         self.root = tempfile.TemporaryDirectory(prefix="cove-pytest-")
@@ -41,7 +41,7 @@ class Server:
         self.api_url = f"http://127.0.0.1:{self.port}/api"
         self.log_path = Path(self.root.name) / "server.log"
         images = os.environ.get("COVE_IMAGES_DIR", "/var/cache/cove/images")
-        env = dict(os.environ, COVE_API_KEY=self.key)
+        env = dict(os.environ, **(env or {}), COVE_API_KEY=self.key)
         env.pop("COVE_API_URL", None)
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(

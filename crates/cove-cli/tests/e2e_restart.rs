@@ -1,6 +1,7 @@
 //! End-to-end: restart safety. A SIGKILLed server comes back on the same data dir with its
 //! sandboxes (processes, files) intact, and a crash right after each transition is written
-//! (`COVE_FAILPOINT`) settles into a consistent state whose runtime matches the store.
+//! (`COVE_FAILPOINT`) settles into a consistent state whose runtime matches the store; a crash
+//! mid-archive or mid-restore never loses a sandbox's files.
 
 mod common;
 
@@ -170,4 +171,88 @@ async fn crash_mid_transition_settles() {
     assert_eq!(err.status(), Some(404), "{err}");
     assert!(runtime(&srv).running(&sb.id).is_none());
     assert!(!srv.data_dir().join("sandboxes").join(&sb.id).exists());
+}
+
+fn object(srv: &Server, id: &str) -> PathBuf {
+    srv.data_dir()
+        .join("objects/sandboxes")
+        .join(id)
+        .join("upper.tar.zst")
+}
+
+fn upper(srv: &Server, id: &str) -> PathBuf {
+    srv.data_dir().join("sandboxes").join(id).join("upper")
+}
+
+/// The sandbox's file, read through a start (which restores an archived sandbox).
+async fn started_file(c: &Client, id: &str) -> String {
+    let sb = c.start(id).await.expect("start");
+    assert_eq!(sb.state.as_deref(), Some("started"));
+    let (code, out) = sh(c, &sb, "cat $HOME/restart.txt").await;
+    assert_eq!(code, 0, "{out}");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_mid_archive_or_restore_never_loses_files() {
+    let mut srv = Server::start();
+    let c = srv.client();
+    let sb = c
+        .create(&labelled("fp", &nonce()))
+        .await
+        .expect("create");
+    seed(&c, &sb).await;
+    let want = format!("data-{}\n", sb.id);
+    c.stop(&sb.id).await.expect("stop");
+
+    // after:archiving → the upload never happened: stopped, local files kept.
+    srv.kill9();
+    srv.restart(Some("after:archiving"));
+    assert!(c.archive(&sb.id).await.is_err(), "the connection drops");
+    crashed_then_restart(&mut srv, "after:archiving");
+    assert_eq!(state(&c, &sb.id).await, "stopped");
+    assert!(upper(&srv, &sb.id).is_dir(), "local files kept");
+    assert!(!object(&srv, &sb.id).exists());
+    assert_eq!(started_file(&c, &sb.id).await, want);
+    c.stop(&sb.id).await.expect("stop");
+
+    // after:archive-uploaded → the object is complete: archived, local files freed.
+    srv.kill9();
+    srv.restart(Some("after:archive-uploaded"));
+    assert!(c.archive(&sb.id).await.is_err());
+    crashed_then_restart(&mut srv, "after:archive-uploaded");
+    assert_eq!(state(&c, &sb.id).await, "archived");
+    assert!(!upper(&srv, &sb.id).exists(), "local files freed");
+    assert!(object(&srv, &sb.id).is_file());
+
+    // after:restoring → back to archived (a partial restore is wiped); start restores.
+    srv.kill9();
+    srv.restart(Some("after:restoring"));
+    assert!(c.start(&sb.id).await.is_err());
+    crashed_then_restart(&mut srv, "after:restoring");
+    assert_eq!(state(&c, &sb.id).await, "archived");
+    assert!(!upper(&srv, &sb.id).exists());
+    assert!(object(&srv, &sb.id).is_file(), "the archive is kept");
+    assert!(runtime(&srv).running(&sb.id).is_none());
+    assert_eq!(started_file(&c, &sb.id).await, want);
+    assert!(
+        common::wait_until(Duration::from_secs(30), || !object(&srv, &sb.id).exists()),
+        "the archive goes once the restore is on disk"
+    );
+
+    // Objects nothing needs (one the store does not name, e.g. left by a crash mid-upload;
+    // one of a sandbox that is gone) are swept after a restart.
+    srv.kill9();
+    std::fs::create_dir_all(object(&srv, &sb.id).parent().unwrap()).unwrap();
+    std::fs::write(object(&srv, &sb.id), b"left by a crash").unwrap();
+    let orphan = object(&srv, "no-such-sandbox");
+    std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+    std::fs::write(&orphan, b"orphan").unwrap();
+    srv.restart(None);
+    assert!(
+        common::wait_until(Duration::from_secs(30), || !orphan.exists()
+            && !object(&srv, &sb.id).exists()),
+        "swept"
+    );
+    assert_eq!(state(&c, &sb.id).await, "started");
 }
