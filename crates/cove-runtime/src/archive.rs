@@ -10,8 +10,8 @@
 //! root entry `./` carries the dir's own owner, mode and xattrs.
 //!
 //! Unpacking trusts nothing in the stream: paths must be relative without `..`, nothing is
-//! written below a symlink the archive itself created, and hard links must point at an entry
-//! unpacked before them.
+//! written below a symlink the archive itself created, hard links must point at an entry
+//! unpacked before them, and the only device node made is the 0:0 whiteout.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
@@ -423,6 +423,12 @@ impl Unpacker<'_> {
                     EntryType::Block => NodeKind::Block,
                     _ => NodeKind::Fifo,
                 };
+                // A sandbox can only create 0:0 character devices (overlay whiteouts);
+                // anything else would be a device node planted from outside.
+                let whiteout = node == NodeKind::Char && (major, minor) == (0, 0);
+                if node != NodeKind::Fifo && !whiteout {
+                    return Err(bad(&raw, format!("device node {major}:{minor} refused")));
+                }
                 cove_sys::fs::mknod(&path, node, meta.mode, major, minor).map_err(made)?;
             }
             other => return Err(bad(&raw, format!("unsupported entry type {other:?}"))),

@@ -219,6 +219,17 @@ fn unpack_refuses_escapes() {
     let e = unpack(&hard[..], &dst).unwrap_err().to_string();
     assert!(e.contains("relative"), "{e}");
     assert_eq!(fs::read_dir(&dst).unwrap().count(), 0);
+
+    // A device node other than a whiteout (e.g. a disk).
+    let disk = hostile(|b| {
+        let mut h = header(EntryType::Block, 0);
+        h.set_device_major(8).unwrap();
+        h.set_device_minor(0).unwrap();
+        b.append_data(&mut h, "sda", io::empty()).unwrap();
+    });
+    let e = unpack(&disk[..], &dst).unwrap_err().to_string();
+    assert!(e.contains("sda") && e.contains("8:0 refused"), "{e}");
+    assert!(!dst.join("sda").exists());
 }
 
 #[test]
