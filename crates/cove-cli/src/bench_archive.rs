@@ -32,7 +32,10 @@ async fn sh(c: &Client, sb: &Sandbox, cmd: &str) -> anyhow::Result<String> {
 }
 
 pub async fn run(api_url: &str, size_mib: u64, rounds: usize) -> anyhow::Result<u8> {
-    anyhow::ensure!(size_mib > 0 && rounds > 0, "bench: --size-mib and --rounds must be > 0");
+    anyhow::ensure!(
+        size_mib > 0 && rounds > 0,
+        "bench: --size-mib and --rounds must be > 0"
+    );
     let c = connect(api_url)?;
     let sb = c
         .create(&CreateSandbox {
@@ -73,7 +76,10 @@ pub async fn run(api_url: &str, size_mib: u64, rounds: usize) -> anyhow::Result<
                 (t2 - t1).as_secs_f64()
             );
             let got = sh(&c, &sb, sum).await?;
-            anyhow::ensure!(got == want, "bench: checksum after restore {got:?}, want {want:?}");
+            anyhow::ensure!(
+                got == want,
+                "bench: checksum after restore {got:?}, want {want:?}"
+            );
             c.stop(&sb.id).await.context("bench: stop")?;
         }
         Ok::<_, anyhow::Error>(())

@@ -197,10 +197,7 @@ async fn started_file(c: &Client, id: &str) -> String {
 async fn crash_mid_archive_or_restore_never_loses_files() {
     let mut srv = Server::start();
     let c = srv.client();
-    let sb = c
-        .create(&labelled("fp", &nonce()))
-        .await
-        .expect("create");
+    let sb = c.create(&labelled("fp", &nonce())).await.expect("create");
     seed(&c, &sb).await;
     let want = format!("data-{}\n", sb.id);
     c.stop(&sb.id).await.expect("stop");

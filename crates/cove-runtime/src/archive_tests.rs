@@ -34,21 +34,31 @@ fn describe(root: &Path) -> BTreeMap<String, String> {
             .unwrap_or_default();
         xs.sort();
         let kind = if ft.is_dir() {
-            let mut kids: Vec<_> = fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()).collect();
+            let mut kids: Vec<_> = fs::read_dir(&p)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
             kids.sort();
             stack.extend(kids);
             "dir".to_string()
         } else if ft.is_symlink() {
             format!("link->{}", fs::read_link(&p).unwrap().display())
         } else if ft.is_file() {
-            let first = inodes.entry(md.ino()).or_insert_with(|| rel.clone()).clone();
+            let first = inodes
+                .entry(md.ino())
+                .or_insert_with(|| rel.clone())
+                .clone();
             format!("file {:?} first={first}", fs::read(&p).unwrap())
         } else if ft.is_char_device() {
             format!("char {}", md.rdev())
         } else {
             format!("other {:?}", ft)
         };
-        let mode = if ft.is_symlink() { 0 } else { md.mode() & 0o7777 };
+        let mode = if ft.is_symlink() {
+            0
+        } else {
+            md.mode() & 0o7777
+        };
         out.insert(
             rel,
             format!(
@@ -79,8 +89,11 @@ fn sample(root: &Path) {
         fs::Permissions::from_mode(0o600),
     )
     .unwrap();
-    fs::set_permissions(root.join("home/daytona/empty"), fs::Permissions::from_mode(0o555))
-        .unwrap();
+    fs::set_permissions(
+        root.join("home/daytona/empty"),
+        fs::Permissions::from_mode(0o555),
+    )
+    .unwrap();
     symlink("a.txt", root.join("home/daytona/rel-link")).unwrap();
     symlink("/nowhere/at/all", root.join("home/daytona/dangling")).unwrap();
     fs::hard_link(
@@ -107,7 +120,7 @@ fn sample(root: &Path) {
 }
 
 fn round_trip(src: &Path) -> (Stats, Stats, PathBuf, tempfile::TempDir) {
-    let (buf, packed) = pack(src, Vec::new(), Compression::default()).unwrap();
+    let (buf, packed) = pack(src, Vec::new(), LEVEL).unwrap();
     let t = tempfile::tempdir().unwrap();
     let dst = t.path().join("upper");
     fs::create_dir(&dst).unwrap();
@@ -127,7 +140,10 @@ fn round_trip_keeps_everything() {
     assert_eq!(packed.file_bytes, 6 + 300_000 + 1 + 4);
     assert_eq!(describe(&src), describe(&dst));
     let hard = fs::metadata(dst.join("home/daytona/hard")).unwrap();
-    assert_eq!(hard.ino(), fs::metadata(dst.join("home/daytona/a.txt")).unwrap().ino());
+    assert_eq!(
+        hard.ino(),
+        fs::metadata(dst.join("home/daytona/a.txt")).unwrap().ino()
+    );
 }
 
 #[test]
@@ -144,7 +160,12 @@ fn round_trip_keeps_whiteouts_owners_and_privileged_xattrs() {
     cove_sys::fs::mknod(&src.join("etc/motd"), NodeKind::Char, 0, 0, 0).unwrap();
     fs::write(src.join("etc/setuid"), "x").unwrap();
     let shifted = 1_000_000 + 1001;
-    for p in ["etc/setuid", "home/daytona/secret", "home/daytona/rel-link", "etc"] {
+    for p in [
+        "etc/setuid",
+        "home/daytona/secret",
+        "home/daytona/rel-link",
+        "etc",
+    ] {
         std::os::unix::fs::lchown(src.join(p), Some(shifted), Some(shifted)).unwrap();
     }
     fs::set_permissions(src.join("etc/setuid"), fs::Permissions::from_mode(0o4755)).unwrap();
@@ -153,7 +174,10 @@ fn round_trip_keeps_whiteouts_owners_and_privileged_xattrs() {
     assert_eq!(describe(&src), describe(&dst));
     let md = fs::symlink_metadata(dst.join("etc/motd")).unwrap();
     assert!(md.file_type().is_char_device() && md.rdev() == 0);
-    assert_eq!(fs::metadata(dst.join("etc/setuid")).unwrap().mode() & 0o7777, 0o4755);
+    assert_eq!(
+        fs::metadata(dst.join("etc/setuid")).unwrap().mode() & 0o7777,
+        0o4755
+    );
 }
 
 /// An uncompressed tar from `build`, compressed for `unpack`.
@@ -203,7 +227,10 @@ fn unpack_refuses_escapes() {
     });
     clear_dir(&dst).unwrap();
     let e = unpack(&through[..], &dst).unwrap_err().to_string();
-    assert!(e.contains("link/evil") && e.contains("below a symlink"), "{e}");
+    assert!(
+        e.contains("link/evil") && e.contains("below a symlink"),
+        "{e}"
+    );
     assert!(!outside.join("evil").exists());
 
     // A hard link to a file outside.
@@ -239,7 +266,7 @@ fn unpack_reports_a_truncated_archive() {
     fs::create_dir(&src).unwrap();
     let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 253) as u8).collect();
     fs::write(src.join("big"), &data).unwrap();
-    let (buf, _) = pack(&src, Vec::new(), Compression { level: 1, threads: 0 }).unwrap();
+    let (buf, _) = pack(&src, Vec::new(), LEVEL).unwrap();
     let dst = t.path().join("dst");
     fs::create_dir(&dst).unwrap();
     assert!(unpack(&buf[..buf.len() / 2], &dst).is_err());

@@ -112,10 +112,8 @@ pub async fn app(
         images_dir,
         init_exe: cfg.init_exe.clone(),
     })?;
-    let objects = objects::Objects::open(
-        cfg.object_store.as_deref(),
-        &cfg.data_dir.join("objects"),
-    )?;
+    let objects =
+        objects::Objects::open(cfg.object_store.as_deref(), &cfg.data_dir.join("objects"))?;
     tracing::info!("archives go to {}", objects.describe());
     let mut manager = lifecycle::Manager::new(pool.clone(), Arc::new(runtime), Arc::new(objects));
     manager.no_new_privs = cfg.no_new_privs;

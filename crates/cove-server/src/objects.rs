@@ -27,6 +27,9 @@ use tokio::sync::mpsc;
 const PART: usize = 16 << 20;
 /// Parts uploading at once.
 const IN_FLIGHT: usize = 4;
+/// A local upload starts writeback of what it has written every this many bytes, so the
+/// final fsync has little left to wait for.
+const WRITEBACK_EVERY: u64 = 64 << 20;
 
 /// Errors of object storage.
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +107,9 @@ impl Objects {
         }
         if let Some(dir) = url.strip_prefix("file://") {
             if !dir.starts_with('/') {
-                return Err(bad("a file:// URL needs an absolute path, e.g. file:///srv/cove-objects"));
+                return Err(bad(
+                    "a file:// URL needs an absolute path, e.g. file:///srv/cove-objects",
+                ));
             }
             return Self::local(PathBuf::from(dir)).map_err(|e| bad(&e.to_string()));
         }
@@ -146,7 +151,11 @@ impl Objects {
         Key::from_iter(["sandboxes", id, "upper.tar.zst"])
     }
 
-    fn store_err(&self, op: &'static str, key: &Key) -> impl FnOnce(object_store::Error) -> ObjectsError {
+    fn store_err(
+        &self,
+        op: &'static str,
+        key: &Key,
+    ) -> impl FnOnce(object_store::Error) -> ObjectsError {
         let (store, key) = (self.desc.clone(), key.to_string());
         move |source| ObjectsError::Store {
             store,
@@ -174,11 +183,28 @@ impl Objects {
         T: Send + 'static,
         F: FnOnce(&mut dyn Write) -> Result<T, String> + Send + 'static,
     {
+        let local_path = match &self.local {
+            Some(fs) => Some(
+                fs.path_to_filesystem(key)
+                    .map_err(self.store_err("locate", key))?,
+            ),
+            None => None,
+        };
+        if let Some(p) = local_path.clone() {
+            // Parts of an upload a crash interrupted: gone, so ours is the only one.
+            tokio::task::spawn_blocking(move || remove_staged(&p))
+                .await
+                .ok();
+        }
         let upload = self
             .store
             .put_multipart(key)
             .await
             .map_err(self.store_err("start upload of", key))?;
+        let staged = local_path.as_deref().and_then(open_staged).map(Arc::new);
+        let mut writeback: Option<tokio::task::JoinHandle<()>> = None;
+        let mut next_writeback = WRITEBACK_EVERY;
+        let t0 = std::time::Instant::now();
         let mut up = WriteMultipart::new_with_chunk_size(upload, PART);
         let (tx, mut rx) = mpsc::channel::<Bytes>(IN_FLIGHT);
         let producer = tokio::task::spawn_blocking(move || {
@@ -199,6 +225,15 @@ impl Objects {
                 break;
             }
             up.put(chunk);
+            if let Some(f) = staged.as_ref().filter(|_| total >= next_writeback) {
+                if writeback.as_ref().is_none_or(|h| h.is_finished()) {
+                    let f = f.clone();
+                    writeback = Some(tokio::task::spawn_blocking(move || {
+                        let _ = cove_sys::fs::start_writeback(&f);
+                    }));
+                }
+                next_writeback = total + WRITEBACK_EVERY;
+            }
         }
         // Unblocks a producer still writing after a failed part.
         drop(rx);
@@ -215,7 +250,14 @@ impl Objects {
                 });
             }
         };
-        up.finish().await.map_err(self.store_err("finish upload of", key))?;
+        tracing::debug!(
+            "{key}: {total} bytes produced and sent in {:?}",
+            t0.elapsed()
+        );
+        up.finish()
+            .await
+            .map_err(self.store_err("finish upload of", key))?;
+        tracing::debug!("{key}: upload finished after {:?}", t0.elapsed());
         if let Some(fs) = &self.local {
             let path = fs
                 .path_to_filesystem(key)
@@ -224,6 +266,7 @@ impl Objects {
                 .await
                 .map_err(|e| ObjectsError::Stream(format!("fsync task failed: {e}")))?
                 .map_err(self.io_err("fsync", key))?;
+            tracing::debug!("{key}: fsynced after {:?}", t0.elapsed());
         }
         Ok((out, total))
     }
@@ -312,6 +355,24 @@ fn fsync_file_and_dir(path: &std::path::Path) -> io::Result<()> {
         File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+/// The file a local multipart upload of `path` is being written to (`<path>#<n>`, how
+/// object_store's local store names it); `None` if there is not exactly one.
+fn open_staged(path: &std::path::Path) -> Option<File> {
+    let (dir, name) = (path.parent()?, path.file_name()?);
+    let mut prefix = name.to_os_string();
+    prefix.push("#");
+    let prefix = prefix.as_encoded_bytes().to_vec();
+    let mut found = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_name().as_encoded_bytes().starts_with(&prefix));
+    let one = found.next()?;
+    if found.next().is_some() {
+        return None;
+    }
+    File::open(one.path()).ok()
 }
 
 /// Removes `<path>#<n>` files: parts of local multipart uploads a crash left behind.
@@ -433,7 +494,10 @@ mod tests {
             .unwrap();
         assert_eq!((n as u64, stored), (data.len() as u64, data.len() as u64));
         assert!(o.exists(&key).await.unwrap());
-        assert_eq!(o.list(&Key::from("sandboxes")).await.unwrap(), vec![key.clone()]);
+        assert_eq!(
+            o.list(&Key::from("sandboxes")).await.unwrap(),
+            vec![key.clone()]
+        );
         let back = o
             .download(&key, |r| {
                 let mut v = Vec::new();
@@ -459,7 +523,10 @@ mod tests {
         o.delete(&key).await.unwrap();
         o.delete(&key).await.unwrap();
         assert!(!o.exists(&key).await.unwrap());
-        assert!(!t.path().join("sandboxes/sb1").exists(), "empty dir removed");
+        assert!(
+            !t.path().join("sandboxes/sb1").exists(),
+            "empty dir removed"
+        );
         let e = o.download(&key, |_| Ok(())).await.unwrap_err().to_string();
         assert!(e.contains("sandboxes/sb1/upper.tar.zst"), "{e}");
     }

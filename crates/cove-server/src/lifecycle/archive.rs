@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cove_runtime::archive::{self as packer, Compression};
+use cove_runtime::archive::{self as packer, LEVEL};
 use cove_types::api::state;
 use object_store::path::Path as Key;
 
@@ -66,10 +66,12 @@ impl Manager {
             }
             archives::set_key(&me.pool, &id, Some(key.as_ref())).await?;
             failpoint::hit("after:archive-uploaded");
+            let t0 = std::time::Instant::now();
             if let Err(e) = me.runtime.release_files(&id).await {
                 // The archive is complete; what is left locally is wiped by the restore.
                 tracing::warn!("archive of {id}: freeing its local files failed: {e}");
             }
+            tracing::debug!("archive of {id}: local files freed in {:?}", t0.elapsed());
             me.transition(&mut row, state::ARCHIVED, state::ARCHIVED, None)
                 .await?;
             Ok(row)
@@ -88,7 +90,7 @@ impl Manager {
         let (stats, stored) = self
             .objects
             .upload(key, move |w| {
-                packer::pack(&dir, w, Compression::default())
+                packer::pack(&dir, w, LEVEL)
                     .map(|(_, s)| s)
                     .map_err(|e| e.to_string())
             })
@@ -191,7 +193,12 @@ impl Manager {
         if matches!(
             row.state.as_str(),
             state::ARCHIVING | state::ARCHIVED | state::RESTORING
-        ) || archives::key(&self.pool, id).await.ok().flatten().as_deref() != Some(key)
+        ) || archives::key(&self.pool, id)
+            .await
+            .ok()
+            .flatten()
+            .as_deref()
+            != Some(key)
         {
             return;
         }

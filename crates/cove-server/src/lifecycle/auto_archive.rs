@@ -13,7 +13,11 @@ use crate::store::archives;
 pub const MAX_AUTO_ARCHIVE: i64 = 30 * 24 * 60;
 
 /// Ids of the stopped sandboxes `(id, interval, stopped since)` due for archiving at `now`.
-pub fn archive_due(rows: &[(String, i64, String)], now: DateTime<Utc>, minute: Duration) -> Vec<String> {
+pub fn archive_due(
+    rows: &[(String, i64, String)],
+    now: DateTime<Utc>,
+    minute: Duration,
+) -> Vec<String> {
     rows.iter()
         .filter(|(_, interval, since)| {
             let minutes = match *interval {

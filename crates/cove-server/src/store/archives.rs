@@ -4,10 +4,11 @@ use sqlx::SqlitePool;
 
 /// The key of sandbox `id`'s complete archive, if it has one.
 pub async fn key(pool: &SqlitePool, id: &str) -> Result<Option<String>, sqlx::Error> {
-    let k: Option<(Option<String>,)> = sqlx::query_as("SELECT archive_key FROM sandboxes WHERE id = ?")
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
+    let k: Option<(Option<String>,)> =
+        sqlx::query_as("SELECT archive_key FROM sandboxes WHERE id = ?")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
     Ok(k.and_then(|(k,)| k))
 }
 
@@ -44,7 +45,9 @@ mod tests {
         row.state = "stopped".into();
         crate::store::sandboxes::insert(&pool, &row).await.unwrap();
         assert_eq!(key(&pool, &row.id).await.unwrap(), None);
-        set_key(&pool, &row.id, Some("sandboxes/x/upper.tar.zst")).await.unwrap();
+        set_key(&pool, &row.id, Some("sandboxes/x/upper.tar.zst"))
+            .await
+            .unwrap();
         assert_eq!(
             key(&pool, &row.id).await.unwrap().as_deref(),
             Some("sandboxes/x/upper.tar.zst")
