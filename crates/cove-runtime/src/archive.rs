@@ -16,11 +16,10 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
-use cove_sys::fs::NodeKind;
-use filetime::FileTime;
+use cove_sys::inode;
 use tar::{EntryType, Header};
 
 /// Prefix of the PAX records holding extended attributes (as GNU tar and libarchive write them).
@@ -155,7 +154,7 @@ impl<W: Write> Packer<W> {
         } else if ft.is_file() {
             h.set_entry_type(EntryType::Regular);
             h.set_size(md.len());
-            let f = File::open(path).map_err(io_err("open", path))?;
+            let f = open_same(path, md)?;
             let data = BufReader::with_capacity(BUF, Exact::new(f, md.len()));
             self.tar.append_data(&mut h, rel, data).map_err(w)?;
             self.stats.file_bytes += md.len();
@@ -188,20 +187,20 @@ impl<W: Write> Packer<W> {
 
     /// Writes the PAX record of `path`'s extended attributes (if it has any).
     fn xattrs(&mut self, path: &Path) -> Result<(), ArchiveError> {
-        let names = match xattr::list(path) {
+        let names = match inode::llistxattr(path) {
             Ok(n) => n,
             Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => return Ok(()),
             Err(e) => return Err(io_err("list xattrs of", path)(e)),
         };
         let mut recs: Vec<(String, Vec<u8>)> = Vec::new();
         for name in names {
-            let Some(value) = xattr::get(path, &name).map_err(io_err("read xattr of", path))?
-            else {
-                continue; // removed meanwhile
+            let value = match inode::lgetxattr(path, &name) {
+                Ok(v) => v,
+                Err(e) if e.raw_os_error() == Some(libc::ENODATA) => continue,
+                Err(e) => return Err(io_err("read xattr of", path)(e)),
             };
-            let name = name
-                .to_str()
-                .ok_or_else(|| bad(path, format!("xattr name {name:?} is not UTF-8")))?;
+            let name = String::from_utf8(name)
+                .map_err(|n| bad(path, format!("xattr name {:?} is not UTF-8", n.as_bytes())))?;
             recs.push((format!("{XATTR_PAX}{name}"), value));
         }
         recs.sort();
@@ -209,6 +208,21 @@ impl<W: Write> Packer<W> {
             .append_pax_extensions(recs.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
             .map_err(io_err("write archive", path))
     }
+}
+
+/// Opens the regular file `path` without following a symlink and checks it is the inode `md`
+/// describes (nothing swapped it since the walk saw it).
+fn open_same(path: &Path, md: &fs::Metadata) -> Result<File, ArchiveError> {
+    let f = File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(io_err("open", path))?;
+    let now = f.metadata().map_err(io_err("stat", path))?;
+    if (now.dev(), now.ino()) != (md.dev(), md.ino()) {
+        return Err(bad(path, "changed while being archived"));
+    }
+    Ok(f)
 }
 
 /// Reads exactly `len` bytes of a file (an error if it is shorter; the rest is ignored), so
@@ -288,10 +302,10 @@ impl Meta {
                 .map_err(io_err("chmod", path))?;
         }
         for (name, value) in &self.xattrs {
-            xattr::set(path, name, value).map_err(io_err("set xattr on", path))?;
+            inode::lsetxattr(path, name.as_bytes(), value).map_err(io_err("set xattr on", path))?;
         }
-        let t = FileTime::from_unix_time(self.mtime, 0);
-        filetime::set_symlink_file_times(path, t, t).map_err(io_err("set mtime of", path))
+        let t = (self.mtime, 0);
+        inode::lutimes(path, t, t).map_err(io_err("set mtime of", path))
     }
 }
 
@@ -315,7 +329,7 @@ fn relative(p: &Path) -> Option<PathBuf> {
             _ => return None,
         }
     }
-    (out.as_os_str().len() > 0 || p.components().next() == Some(Component::CurDir)).then_some(out)
+    (!out.as_os_str().is_empty() || p.components().next() == Some(Component::CurDir)).then_some(out)
 }
 
 impl Unpacker<'_> {
@@ -412,18 +426,14 @@ impl Unpacker<'_> {
                         .map_err(|err| bad(&raw, err.to_string()))
                 };
                 let (major, minor) = (dev(h.device_major())?, dev(h.device_minor())?);
-                let node = match kind {
-                    EntryType::Char => NodeKind::Char,
-                    EntryType::Block => NodeKind::Block,
-                    _ => NodeKind::Fifo,
-                };
                 // A sandbox can only create 0:0 character devices (overlay whiteouts);
                 // anything else would be a device node planted from outside.
-                let whiteout = node == NodeKind::Char && (major, minor) == (0, 0);
-                if node != NodeKind::Fifo && !whiteout {
-                    return Err(bad(&raw, format!("device node {major}:{minor} refused")));
-                }
-                cove_sys::fs::mknod(&path, node, meta.mode, major, minor).map_err(made)?;
+                let fmt = match kind {
+                    EntryType::Fifo => libc::S_IFIFO,
+                    EntryType::Char if (major, minor) == (0, 0) => libc::S_IFCHR,
+                    _ => return Err(bad(&raw, format!("device node {major}:{minor} refused"))),
+                };
+                inode::mknod(&path, fmt | meta.mode, 0).map_err(made)?;
             }
             other => return Err(bad(&raw, format!("unsupported entry type {other:?}"))),
         }

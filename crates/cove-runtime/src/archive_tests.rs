@@ -22,12 +22,17 @@ fn describe(root: &Path) -> BTreeMap<String, String> {
         let md = fs::symlink_metadata(&p).unwrap();
         let rel = p.strip_prefix(root).unwrap().display().to_string();
         let ft = md.file_type();
-        let mut xs: Vec<String> = xattr::list(&p)
+        let mut xs: Vec<String> = inode::llistxattr(&p)
             .map(|names| {
                 names
+                    .iter()
                     .map(|n| {
-                        let v = xattr::get(&p, &n).unwrap().unwrap_or_default();
-                        format!("{}={}", n.to_string_lossy(), String::from_utf8_lossy(&v))
+                        let v = inode::lgetxattr(&p, n).unwrap();
+                        format!(
+                            "{}={}",
+                            String::from_utf8_lossy(n),
+                            String::from_utf8_lossy(&v)
+                        )
                     })
                     .collect()
             })
@@ -73,8 +78,7 @@ fn describe(root: &Path) -> BTreeMap<String, String> {
 }
 
 fn set_mtime(p: &Path, secs: i64) {
-    let t = FileTime::from_unix_time(secs, 0);
-    filetime::set_symlink_file_times(p, t, t).unwrap();
+    inode::lutimes(p, (secs, 0), (secs, 0)).unwrap();
 }
 
 /// A tree with one of everything that needs no privilege.
@@ -101,13 +105,13 @@ fn sample(root: &Path) {
         root.join("home/daytona/hard"),
     )
     .unwrap();
-    cove_sys::fs::mknod(&root.join("home/fifo"), NodeKind::Fifo, 0o640, 0, 0).unwrap();
+    inode::mknod(&root.join("home/fifo"), libc::S_IFIFO | 0o640, 0).unwrap();
     let long = "x".repeat(120);
     fs::create_dir_all(root.join(&long).join(&long)).unwrap();
     fs::write(root.join(&long).join(&long).join(&long), "deep").unwrap();
     // user.* xattrs (overlay's opaque marker among them) where the filesystem has them.
-    if xattr::set(root.join("home"), "user.overlay.opaque", b"y").is_ok() {
-        xattr::set(root.join("home/daytona/a.txt"), "user.note", b"kept").unwrap();
+    if inode::lsetxattr(&root.join("home"), b"user.overlay.opaque", b"y").is_ok() {
+        inode::lsetxattr(&root.join("home/daytona/a.txt"), b"user.note", b"kept").unwrap();
     }
     for (p, t) in [
         ("home/daytona/a.txt", 1_600_000_000),
@@ -157,7 +161,7 @@ fn round_trip_keeps_whiteouts_owners_and_privileged_xattrs() {
     fs::create_dir(&src).unwrap();
     sample(&src);
     fs::create_dir(src.join("etc")).unwrap();
-    cove_sys::fs::mknod(&src.join("etc/motd"), NodeKind::Char, 0, 0, 0).unwrap();
+    inode::mknod(&src.join("etc/motd"), libc::S_IFCHR, 0).unwrap();
     fs::write(src.join("etc/setuid"), "x").unwrap();
     let shifted = 1_000_000 + 1001;
     for p in [
@@ -169,7 +173,7 @@ fn round_trip_keeps_whiteouts_owners_and_privileged_xattrs() {
         std::os::unix::fs::lchown(src.join(p), Some(shifted), Some(shifted)).unwrap();
     }
     fs::set_permissions(src.join("etc/setuid"), fs::Permissions::from_mode(0o4755)).unwrap();
-    xattr::set(src.join("etc"), "trusted.overlay.opaque", b"y").unwrap();
+    inode::lsetxattr(&src.join("etc"), b"trusted.overlay.opaque", b"y").unwrap();
     let (_, _, dst, _keep) = round_trip(&src);
     assert_eq!(describe(&src), describe(&dst));
     let md = fs::symlink_metadata(dst.join("etc/motd")).unwrap();

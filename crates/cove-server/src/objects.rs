@@ -42,7 +42,7 @@ pub enum ObjectsError {
         op: &'static str,
         key: String,
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     #[error("object store {store}: {op} {key}: {source}")]
     Io {
@@ -130,7 +130,7 @@ impl Objects {
                 store: desc.clone(),
                 op: "open",
                 key: String::new(),
-                source,
+                source: Box::new(source),
             })?
             .with_automatic_cleanup(true);
         let fs = Arc::new(fs);
@@ -161,7 +161,7 @@ impl Objects {
             store,
             op,
             key,
-            source,
+            source: Box::new(source),
         }
     }
 
