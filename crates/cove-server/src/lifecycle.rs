@@ -1,18 +1,21 @@
-//! Sandbox lifecycle: every transition is written to the store before it is acted on.
+//! Sandbox lifecycle: every transition is written to the store before the runtime acts on it.
 //!
 //! ```text
 //!   POST /sandbox            start                stop                 delete
 //!  ───────────────► creating ─────► started ──► stopping ──► stopped ──► destroying ──► (row removed)
-//!                      │     ▲         │                      │ ▲ │ ▲         ▲
-//!                      │     └─starting◄──────────────────────┘ │ │ │         │
-//!                      │          ▲                   archive   │ │ │ upload  │
-//!                      │          │ unpacked                    ▼ │ │ failed  │
-//!                      │      restoring ◄── start ── archived ◄─ archiving    │
-//!                      ▼          │ failed: archived     │                    │
-//!                    error ───────┼────── start (retry) ─┼───────────────────►┘ delete
-//!                                 └──────────────────────┘
+//!                      │     ▲         │                        │  ▲          ▲
+//!                      │     └─starting◄────────────────────────┘  │          │
+//!                      ▼                                           │          │
+//!                    error ──────────────── start (retry) ─────────┘──────────┘ delete
 //!
 //!   started | stopped ──snapshot──► snapshotting ──(copy done or failed)──► the state before
+//!
+//!   stopped ──archive──► archiving ──(object durable, then local files freed)──► archived
+//!      ▲                     │                                                   │    │
+//!      └─(upload failed: ────┘                                        delete ◄───┘    │ start
+//!          files kept)                                                                │
+//!   started ◄── starting ◄──(files unpacked)── restoring ◄───────────────────────────┘
+//!                                                  └──(restore failed)──► archived
 //! ```
 //! A crash between "written" and "done" leaves a transitional state (`creating`, `starting`,
 //! `stopping`, `destroying`, `snapshotting`, `archiving`, `restoring`);
@@ -33,7 +36,7 @@
 //! | `destroying` | any         | gone (files and archive removed, row deleted)             |
 //!
 //! "Upload complete" is the store's `archive_key`, written only once the object is durable:
-//! local files are never removed before that (see [`archive`]). Archive objects nothing
+//! local files are never removed before that (see `lifecycle/archive.rs`). Archive objects nothing
 //! refers to any more are deleted by [`Manager::sweep_archives`] after a restart.
 //!
 //! Whatever ends in `stopped` or `error` has no process left. While the server runs, the
