@@ -36,8 +36,8 @@
 //! | `destroying` | any         | gone (files and archive removed, row deleted)             |
 //!
 //! "Upload complete" is the store's `archive_key`, written only once the object is durable:
-//! local files are never removed before that (see `lifecycle/archive.rs`). Archive objects nothing
-//! refers to any more are deleted by [`Manager::sweep_archives`] after a restart.
+//! local files are never removed before that (see `lifecycle/archive.rs`). Archive objects
+//! nothing refers to any more are deleted by [`Manager::sweep_archives`] after a restart.
 //!
 //! Whatever ends in `stopped` or `error` has no process left. While the server runs, the
 //! timers' tick ([`Manager::reap_exited`]) turns a `started` sandbox whose PID 1 died into
