@@ -1,9 +1,9 @@
-//! Lifecycle timers: auto-stop after idle minutes, auto-delete after stopped minutes
-//! (0 = on stop, negative = never), and TTL deadlines (`ttl.rs`). Activity (any API or toolbox call on a sandbox, not
-//! preview traffic) is noted in memory and flushed to the store on each tick, so timers
-//! survive restarts without a write on every exec. Each tick also marks `started` sandboxes
-//! whose PID 1 died as `error` ([`Manager::reap_exited`]) and archives sandboxes stopped for
-//! their auto-archive interval ([`Manager::auto_archive`]).
+//! Lifecycle timers: auto-stop after idle minutes, auto-delete after minutes stopped or
+//! archived (0 = on stop, negative = never), and TTL deadlines (`ttl.rs`). Activity (any API
+//! or toolbox call on a sandbox, not preview traffic) is noted in memory and flushed to the
+//! store on each tick, so timers survive restarts without a write on every exec. Each tick
+//! also marks `started` sandboxes whose PID 1 died as `error` ([`Manager::reap_exited`]) and
+//! archives sandboxes stopped for their auto-archive interval ([`Manager::auto_archive`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,7 +42,9 @@ pub fn due(rows: &[sandboxes::TimerRow], now: DateTime<Utc>, minute: Duration) -
                 state::STARTED if *auto_stop > 0 && after(activity, *auto_stop) => {
                     Some(Due::Stop(id.clone()))
                 }
-                state::STOPPED if *auto_delete >= 0 && after(changed, *auto_delete) => {
+                state::STOPPED | state::ARCHIVED
+                    if *auto_delete >= 0 && after(changed, *auto_delete) =>
+                {
                     Some(Due::Delete(id.clone()))
                 }
                 _ => None,
@@ -149,13 +151,15 @@ mod tests {
             row("on-stop", "stopped", 0, 0, "", "2026-01-01T00:09:59.000Z"),
             row("never", "stopped", 0, -1, "", "2026-01-01T00:00:00.000Z"),
             row("off", "started", 0, -1, "2026-01-01T00:00:00.000Z", ""),
+            row("archived", "archived", 0, 3, "", "2026-01-01T00:06:00.000Z"),
         ];
         assert_eq!(
             due(&rows, now, min),
             vec![
                 Due::Stop("idle".into()),
                 Due::Delete("old-stop".into()),
-                Due::Delete("on-stop".into())
+                Due::Delete("on-stop".into()),
+                Due::Delete("archived".into())
             ]
         );
         // A shortened minute (tests) scales every interval.

@@ -238,7 +238,7 @@ pub async fn timer_candidates(pool: &SqlitePool) -> Result<Vec<TimerRow>, sqlx::
         "SELECT id, state, auto_stop_interval, auto_delete_interval, last_activity_at, state_changed_at
          FROM sandboxes
          WHERE (state = 'started' AND auto_stop_interval > 0)
-            OR (state = 'stopped' AND auto_delete_interval >= 0)",
+            OR (state IN ('stopped', 'archived') AND auto_delete_interval >= 0)",
     )
     .fetch_all(pool)
     .await
