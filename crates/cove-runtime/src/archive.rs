@@ -22,8 +22,29 @@ use std::path::{Component, Path, PathBuf};
 use cove_sys::inode;
 use tar::{EntryType, Header};
 
-/// Prefix of the PAX records holding extended attributes (as GNU tar and libarchive write them).
-const XATTR_PAX: &str = "SCHILY.xattr.";
+/// Prefix of the PAX records holding extended attributes, the value hex-encoded. Not GNU tar's
+/// `SCHILY.xattr.` with raw bytes: xattr values are binary (overlay's `origin` is a file
+/// handle) and the `tar` crate's PAX reader splits records at every `\n` byte, so a raw value
+/// holding one made the archive unreadable.
+const XATTR_PAX: &str = "COVE.xattr.hex.";
+
+fn hex(bytes: &[u8]) -> Vec<u8> {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    bytes
+        .iter()
+        .flat_map(|b| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 15)]])
+        .collect()
+}
+
+fn unhex(text: &[u8]) -> Option<Vec<u8>> {
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    text.chunks(2)
+        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
+        .collect()
+}
 /// Read/write buffer for file data.
 const BUF: usize = 1 << 20;
 
@@ -201,7 +222,7 @@ impl<W: Write> Packer<W> {
             };
             let name = String::from_utf8(name)
                 .map_err(|n| bad(path, format!("xattr name {:?} is not UTF-8", n.as_bytes())))?;
-            recs.push((format!("{XATTR_PAX}{name}"), value));
+            recs.push((format!("{XATTR_PAX}{name}"), hex(&value)));
         }
         recs.sort();
         self.tar
@@ -360,7 +381,9 @@ impl Unpacker<'_> {
                 let ext = ext.map_err(io_err("read archive for", self.dir))?;
                 let key = ext.key().map_err(|_| bad(&raw, "PAX key is not UTF-8"))?;
                 if let Some(name) = key.strip_prefix(XATTR_PAX) {
-                    xattrs.push((name.to_string(), ext.value_bytes().to_vec()));
+                    let value = unhex(ext.value_bytes())
+                        .ok_or_else(|| bad(&raw, format!("xattr {name}: value is not hex")))?;
+                    xattrs.push((name.to_string(), value));
                 }
             }
         }

@@ -112,6 +112,9 @@ fn sample(root: &Path) {
     // user.* xattrs (overlay's opaque marker among them) where the filesystem has them.
     if inode::lsetxattr(&root.join("home"), b"user.overlay.opaque", b"y").is_ok() {
         inode::lsetxattr(&root.join("home/daytona/a.txt"), b"user.note", b"kept").unwrap();
+        // Binary values (overlay's origin is a file handle): newlines, '=', NULs, high bytes.
+        let binary = b"\n=\0\xff 12 x=y\n\n";
+        inode::lsetxattr(&root.join("home/daytona"), b"user.overlay.origin", binary).unwrap();
     }
     for (p, t) in [
         ("home/daytona/a.txt", 1_600_000_000),
