@@ -1,7 +1,9 @@
 """Starts a real `cove server` (COVE_BIN, default target/debug/cove) for the Python SDK tests."""
 
+import ctypes
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import tempfile
@@ -29,6 +31,66 @@ def wait_until(cond, timeout: float, interval: float = 0.02) -> bool:
         if time.monotonic() >= deadline:
             return False
         time.sleep(interval)
+
+
+def _proc_start(pid: int):
+    """Start time (clock ticks) of a live, non-zombie process, or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()
+    return None if fields[0] in ("Z", "X") else int(fields[19])
+
+
+def mounts_under(root: str) -> list:
+    """Mount points at or below `root` in this mount namespace, deepest first."""
+    root = os.path.realpath(root)
+    out = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        mp = line.split(" ")[4]
+        mp = mp.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n")
+        mp = mp.replace("\\134", "\\")
+        if mp == root or mp.startswith(root + "/"):
+            out.append(mp)
+    return sorted(out, key=lambda m: m.count("/"), reverse=True)
+
+
+def cleanup_data_dir(root: str):
+    """After the server is gone: kills the sandboxes it left running (their PID 1, checked
+    against the recorded start time), removes their cgroups and lazily unmounts everything
+    under `root` (their disks), so no process, mount or loop device outlives the test."""
+    sandboxes = Path(root) / "data" / "sandboxes"
+    ids = [d.name for d in sandboxes.iterdir()] if sandboxes.is_dir() else []
+    for sid in ids:
+        try:
+            pid, start = (int(x) for x in (sandboxes / sid / "pid").read_text().split()[:2])
+        except (OSError, ValueError):
+            continue
+        if _proc_start(pid) == start:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            wait_until(lambda: _proc_start(pid) != start, 10)
+    for sid in ids:
+        for cg in ("pids/cove", "cpu/cove", "memory/cove", "cove"):
+            d = Path("/sys/fs/cgroup") / cg / sid
+            if d.is_dir():
+                wait_until(lambda: _try_rmdir(d), 10)
+    libc = ctypes.CDLL(None, use_errno=True)
+    for mp in mounts_under(root):
+        libc.umount2(mp.encode(), 2)  # MNT_DETACH
+
+
+def _try_rmdir(d: Path) -> bool:
+    try:
+        d.rmdir()
+        return True
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
 
 
 class Server:
@@ -80,6 +142,7 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+        cleanup_data_dir(self.root.name)
         self.root.cleanup()
 
 

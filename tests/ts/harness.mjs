@@ -1,7 +1,7 @@
 // Starts a real `cove server` on a free loopback port with a temporary data dir, for tests
 // that drive it through the official Daytona TypeScript SDK.
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -51,10 +51,23 @@ export async function startServer() {
     apiUrl,
     apiKey,
     async stop() {
+      // Sandboxes a failed test left behind: deleted through the API (their disks unmounted).
+      const auth = { Authorization: `Bearer ${apiKey}` };
+      try {
+        const list = await (await fetch(`${apiUrl}/sandbox`, { headers: auth })).json();
+        for (const sb of Array.isArray(list) ? list : list.items ?? []) {
+          await fetch(`${apiUrl}/sandbox/${sb.id}`, { method: 'DELETE', headers: auth });
+        }
+      } catch { /* best effort */ }
       if (!exited) {
         child.kill('SIGTERM');
         await waitUntil(async () => exited, 10_000, 'server exit').catch(() => child.kill('SIGKILL'));
       }
+      // Anything still mounted under the data dir (a sandbox's disk) is detached first.
+      const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n')
+        .map((l) => l.split(' ')[4]).filter((m) => m && m.startsWith(`${dir}/`))
+        .sort((a, b) => b.length - a.length);
+      for (const m of mounts) spawnSync('umount', ['-l', m]);
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -5,7 +5,10 @@
 pub mod archive;
 mod build_cmd;
 pub mod cgroup;
+pub mod disk;
+pub mod disk_pool;
 pub mod dynmods;
+mod e2fs;
 pub mod error;
 mod freeze;
 mod fsutil;
@@ -25,6 +28,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use error::IoContext;
 
@@ -94,11 +98,29 @@ pub struct Running {
 /// The linux backend.
 pub struct Runtime {
     pub cfg: RuntimeConfig,
+    disks: Arc<disk::Disks>,
 }
 
 impl Runtime {
+    /// Probes the host for loop devices and `mkfs.ext4` (warning once if disk sizes cannot be
+    /// enforced); starts nothing.
     pub fn new(cfg: RuntimeConfig) -> Result<Self, RuntimeError> {
-        Ok(Self { cfg })
+        Ok(Self {
+            cfg,
+            disks: Arc::new(disk::Disks::probe()),
+        })
+    }
+
+    /// Keeps a few formatted disk images of `gib` GiB (the default size) ready under
+    /// `<data-dir>/disk-pool/`, refilled by a background thread, so creates need no mkfs.
+    pub fn start_disk_pool(&self, gib: u32) -> Result<(), RuntimeError> {
+        self.disks
+            .start_pool(self.cfg.data_dir.join("disk-pool"), gib)
+    }
+
+    /// Whether each sandbox's disk size is enforced (its own ext4 image).
+    pub fn disks_enforced(&self) -> bool {
+        self.disks.enforced()
     }
 
     /// Builds (once, under a lock shared by every process using `images_dir`) and returns the
@@ -112,18 +134,21 @@ impl Runtime {
 
     /// Boots a sandbox (creating its upper dir if new, reusing it after a stop).
     pub async fn start(&self, spec: &SandboxSpec) -> Result<Running, RuntimeError> {
-        let (cfg, spec) = (self.cfg.clone(), spec.clone());
-        blocking(move || sandbox::start(&cfg, &spec)).await
+        let (cfg, spec, disks) = (self.cfg.clone(), spec.clone(), self.disks.clone());
+        blocking(move || sandbox::start(&cfg, &disks, &spec)).await
     }
 
     /// Makes the sandbox's file tree ready (see [`sandbox::prepare_files`]) and returns its
     /// upper dir, where its files live.
     pub async fn prepare_files(&self, id: &str, disk_gib: u32) -> Result<PathBuf, RuntimeError> {
-        let (cfg, id) = (self.cfg.clone(), id.to_string());
-        blocking(move || sandbox::prepare_files(&cfg, &id, disk_gib).map(|d| d.upper())).await
+        let (cfg, id, disks) = (self.cfg.clone(), id.to_string(), self.disks.clone());
+        blocking(move || sandbox::prepare_files(&cfg, &disks, &id, disk_gib).map(|d| d.upper()))
+            .await
     }
 
-    /// The sandbox's upper dir (its files; may not exist).
+    /// The sandbox's upper dir (its files), inside its mounted disk; it does not exist while
+    /// the disk is not mounted (after a host reboot, until [`Runtime::prepare_files`] or a
+    /// start) or the files are archived.
     pub fn upper_dir(&self, id: &str) -> PathBuf {
         sandbox::Dirs::new(&self.cfg, id).upper()
     }
@@ -182,6 +207,19 @@ impl Runtime {
         blocking(move || layer::remove(&dst)).await
     }
 
+    /// Whether the sandbox's files exist locally (its disk image or plain upper dir), mounted
+    /// or not.
+    pub fn has_files(&self, id: &str) -> bool {
+        has_files(&self.cfg.data_dir, id)
+    }
+
+    /// Grows a stopped sandbox's disk to `gib` GiB (never shrinks): unmounted, grown, mounted
+    /// again; created and mounted if missing. Does nothing where disk sizes are not enforced.
+    pub async fn resize_disk(&self, id: &str, gib: u32) -> Result<(), RuntimeError> {
+        let (cfg, id, disks) = (self.cfg.clone(), id.to_string(), self.disks.clone());
+        blocking(move || sandbox::prepare_files(&cfg, &disks, &id, gib).map(drop)).await
+    }
+
     /// Kills every process of the sandbox; keeps its files.
     pub async fn stop(&self, id: &str, force: bool) -> Result<(), RuntimeError> {
         let (cfg, id) = (self.cfg.clone(), id.to_string());
@@ -216,6 +254,12 @@ impl Runtime {
     pub fn running(&self, id: &str) -> Option<Running> {
         sandbox::running(&self.cfg, id)
     }
+}
+
+/// Whether sandbox `id` of the data dir `data_dir` has its files locally (see
+/// [`Runtime::has_files`]).
+pub fn has_files(data_dir: &std::path::Path, id: &str) -> bool {
+    sandbox::validate_id(id).is_ok() && sandbox::Dirs::at(data_dir, id).has_files()
 }
 
 async fn blocking<T: Send + 'static>(

@@ -2,10 +2,15 @@
 //! destroy, and pid-reuse-safe liveness from `sandboxes/<id>/pid`.
 //!
 //! ```text
-//!   (none) ──start──> running ──stop──> stopped (upper/ kept) ──start──> running
+//!   (none) ──start──> running ──stop──> stopped (files kept) ──start──> running
 //!                        │                   │
 //!                        └──────destroy──────┴──> (none)
 //! ```
+//!
+//! A sandbox's files (the overlay's upper and work dirs) live in its own ext4 image,
+//! `disk.img`, mounted at `disk/` (see [`crate::disk`]); the mount stays while the sandbox
+//! exists, stopped or not. Where disks cannot be enforced they are plain dirs `upper/` and
+//! `work/` instead, and a sandbox that has a plain `upper/` keeps using it.
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -16,6 +21,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::cgroup::{self, Limits};
+use crate::disk::{self, Disks};
 use crate::error::{IoContext, RuntimeError};
 use crate::fsutil::{make_traversable, remove_tree};
 use crate::idmap::UID_BASE;
@@ -47,15 +53,48 @@ pub struct Dirs {
 
 impl Dirs {
     pub fn new(cfg: &RuntimeConfig, id: &str) -> Self {
+        Self::at(&cfg.data_dir, id)
+    }
+    /// The dirs of sandbox `id` under `data_dir`.
+    pub fn at(data_dir: &Path, id: &str) -> Self {
         Self {
-            root: cfg.data_dir.join("sandboxes").join(id),
+            root: data_dir.join("sandboxes").join(id),
         }
     }
+    /// The sandbox's files: inside its mounted disk, or the plain dir where there is one.
     pub fn upper(&self) -> PathBuf {
+        if self.plain() {
+            self.plain_upper()
+        } else {
+            self.disk_mount().join("upper")
+        }
+    }
+    /// overlayfs's work dir, next to [`Dirs::upper`].
+    pub fn work(&self) -> PathBuf {
+        if self.plain() {
+            self.root.join("work")
+        } else {
+            self.disk_mount().join("work")
+        }
+    }
+    /// A plain upper dir (no enforced disk: unsupported host, or made by an older cove).
+    fn plain_upper(&self) -> PathBuf {
         self.root.join("upper")
     }
-    pub fn work(&self) -> PathBuf {
-        self.root.join("work")
+    fn plain(&self) -> bool {
+        self.plain_upper().is_dir()
+    }
+    /// The sandbox's disk image.
+    pub fn disk_image(&self) -> PathBuf {
+        self.root.join("disk.img")
+    }
+    /// Where the disk image is mounted.
+    pub fn disk_mount(&self) -> PathBuf {
+        self.root.join("disk")
+    }
+    /// Whether the sandbox's files exist (its disk image or plain upper dir), mounted or not.
+    pub fn has_files(&self) -> bool {
+        self.plain() || self.disk_image().is_file()
     }
     pub fn rootfs(&self) -> PathBuf {
         self.root.join("rootfs")
@@ -117,13 +156,24 @@ fn mkdir_owned(dir: &Path, mode: u32, owner: Option<u32>) -> Result<(), RuntimeE
 }
 
 /// Makes the sandbox's file tree ready to be written (its upper dir, where its files live),
-/// creating what is missing and keeping what exists. `start` calls it; so does a restore,
-/// before it unpacks an archive into [`Dirs::upper`].
-pub fn prepare_files(cfg: &RuntimeConfig, id: &str, _disk_gib: u32) -> Result<Dirs, RuntimeError> {
+/// creating what is missing and keeping what exists: its disk image of `disk_gib` GiB is
+/// created, mounted if it is not (after a host reboot) and grown if smaller. `start` calls it;
+/// so does a restore, before it unpacks an archive into [`Dirs::upper`].
+pub fn prepare_files(
+    cfg: &RuntimeConfig,
+    disks: &Disks,
+    id: &str,
+    disk_gib: u32,
+) -> Result<Dirs, RuntimeError> {
     validate_id(id)?;
     let d = Dirs::new(cfg, id);
     mkdir_owned(&d.root, 0o711, None)?;
     make_traversable(&d.root)?;
+    if disks.enforced() && !d.plain() {
+        disks.ensure(&d.disk_image(), &d.disk_mount(), disk_gib)?;
+    } else {
+        mkdir_owned(&d.plain_upper(), 0o755, Some(UID_BASE))?;
+    }
     for sub in [d.upper(), d.work(), d.rootfs()] {
         mkdir_owned(&sub, 0o755, Some(UID_BASE))?;
     }
@@ -132,12 +182,16 @@ pub fn prepare_files(cfg: &RuntimeConfig, id: &str, _disk_gib: u32) -> Result<Di
 
 /// Boots sandbox `spec.id` (see `init` for the sandbox side). Idempotent: a running sandbox
 /// is returned as is.
-pub fn start(cfg: &RuntimeConfig, spec: &SandboxSpec) -> Result<Running, RuntimeError> {
+pub fn start(
+    cfg: &RuntimeConfig,
+    disks: &Disks,
+    spec: &SandboxSpec,
+) -> Result<Running, RuntimeError> {
     validate_id(&spec.id)?;
     if let Some(r) = running(cfg, &spec.id) {
         return Ok(r);
     }
-    let d = prepare_files(cfg, &spec.id, spec.disk_gib)?;
+    let d = prepare_files(cfg, disks, &spec.id, spec.disk_gib)?;
     let layout = cgroup::detect(Path::new(cgroup::DEFAULT_ROOT))?;
     let cgroup_procs = layout.create(&RealSys, &spec.id, limits(spec))?;
 
@@ -282,21 +336,25 @@ pub fn stop(cfg: &RuntimeConfig, id: &str, _force: bool) -> Result<(), RuntimeEr
     Ok(())
 }
 
-/// Stops the sandbox and removes its local files (upper and work dirs), keeping its root dir:
-/// what an archive does once the files are safely in object storage. Idempotent.
+/// Stops the sandbox and removes its local files (its disk, or its plain upper and work
+/// dirs), keeping its root dir: what an archive does once the files are safely in object
+/// storage. Idempotent.
 pub fn release_files(cfg: &RuntimeConfig, id: &str) -> Result<(), RuntimeError> {
     stop(cfg, id, true)?;
     let d = Dirs::new(cfg, id);
-    for dir in [d.upper(), d.work()] {
+    disk::release(&d.disk_image(), &d.disk_mount())?;
+    for dir in [d.plain_upper(), d.root.join("work")] {
         remove_tree(&dir)?;
     }
     Ok(())
 }
 
-/// Stops the sandbox and removes `data_dir/sandboxes/<id>` entirely.
+/// Stops the sandbox and removes `data_dir/sandboxes/<id>` entirely (its disk unmounted first).
 pub fn destroy(cfg: &RuntimeConfig, id: &str) -> Result<(), RuntimeError> {
     stop(cfg, id, true)?;
-    remove_tree(&Dirs::new(cfg, id).root)
+    let d = Dirs::new(cfg, id);
+    disk::release(&d.disk_image(), &d.disk_mount())?;
+    remove_tree(&d.root)
 }
 
 #[cfg(test)]

@@ -142,6 +142,12 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
             source,
         })?;
     manager.kick_image_build();
+    if let Err(e) = manager
+        .runtime
+        .start_disk_pool(api::sandbox::DEFAULT_DISK_GIB as u32)
+    {
+        tracing::warn!("disk pool: {e}; every create formats its own disk image");
+    }
     manager.spawn_timers();
     tracing::info!("cove server listening on http://{}", cfg.listen);
     axum::serve(listener, app).await.map_err(ServerError::Serve)

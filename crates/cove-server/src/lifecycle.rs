@@ -291,6 +291,22 @@ impl Manager {
         .map_err(|e| ApiError::internal(format!("{what} task failed: {e}")))?
     }
 
+    /// Grows a stopped sandbox's disk to `gib` GiB, under its lock: a start (or an archive)
+    /// cannot run while the disk is unmounted for the grow. 409 unless it is stopped.
+    pub async fn grow_disk(self: &Arc<Self>, id: String, gib: u32) -> Result<SandboxRow, ApiError> {
+        self.locked(id, "resize disk", move |me, row| async move {
+            if row.state != state::STOPPED {
+                return Err(ApiError::conflict(format!(
+                    "Sandbox {} is {}; its disk can only be resized while it is stopped",
+                    row.id, row.state
+                )));
+            }
+            me.runtime.resize_disk(&row.id, gib).await?;
+            Ok(row)
+        })
+        .await
+    }
+
     /// Starts a stopped (or errored) sandbox, restoring an archived one first; a started one
     /// is returned as it is.
     pub async fn start(self: &Arc<Self>, id: String) -> Result<SandboxRow, ApiError> {
@@ -409,7 +425,7 @@ impl Manager {
                     row.state
                 )));
             }
-            if !me.upper_dir(&id).is_dir() {
+            if !me.runtime.has_files(&id) {
                 return Err(ApiError::bad_request(format!(
                     "Sandbox {id} cannot be recovered: its files are gone (start it to boot it afresh, or delete it)"
                 )));

@@ -5,12 +5,14 @@ pub mod fd;
 pub mod fifo;
 pub mod fs;
 pub mod inode;
+pub mod loopdev;
 pub mod mount;
 pub mod net;
 pub mod ns;
 pub mod pidfd;
 pub mod process;
 pub mod pty;
+pub mod sched;
 pub mod seccomp;
 
 use std::ffi::CString;

@@ -15,7 +15,8 @@ macro_rules! flags {
     )*};
 }
 flags!(
-    MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT, MS_SLAVE
+    MS_BIND, MS_MOVE, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT,
+    MS_SLAVE
 );
 
 /// mount(2). `source`, `fstype` and `data` may be absent.

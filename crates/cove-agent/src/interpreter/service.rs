@@ -124,7 +124,7 @@ impl Worker {
         let opts = SpawnOptions {
             creds: ctx.launch.creds.clone(),
             new_session: true,
-            oom_score_adj: Some(0),
+            oom_score_adj: Some(crate::process::child_oom_score_adj()),
         };
         let spawned = Reaper::global().spawn(cmd, &opts).map_err(io)?;
         let pid = spawned.pid;

@@ -106,6 +106,25 @@ fn respond(out: service::RunOutput) -> Response {
     json_response(StatusCode::OK, &resp)
 }
 
+/// `oom_score_adj` of everything the agent spawns: 0 when the agent itself runs at -1000 (set
+/// by the host at boot), else 100, which on a sandbox's OOM makes any of its processes a
+/// likelier pick than the agent (the host may lack CAP_SYS_RESOURCE to lower the agent's; a
+/// flood of small processes would otherwise get the agent, the sandbox's PID 1, killed).
+pub(crate) fn child_oom_score_adj() -> i32 {
+    static ADJ: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+    *ADJ.get_or_init(|| {
+        let own = std::fs::read_to_string("/proc/self/oom_score_adj")
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+            .unwrap_or(0);
+        if own < 0 {
+            0
+        } else {
+            100
+        }
+    })
+}
+
 /// The shell commands run with: bash when the image has it, else sh.
 pub(crate) fn shell() -> PathBuf {
     if std::path::Path::new("/bin/bash").exists() {

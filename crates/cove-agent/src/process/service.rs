@@ -98,7 +98,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutput, ProcessError> {
     let opts = SpawnOptions {
         creds: spec.creds.clone(),
         new_session: true,
-        oom_score_adj: Some(0),
+        oom_score_adj: Some(crate::process::child_oom_score_adj()),
     };
     let spawned = Reaper::global()
         .spawn(cmd, &opts)

@@ -174,7 +174,7 @@ impl PtySession {
         let opts = SpawnOptions {
             creds: spec.creds.clone(),
             new_session: false,
-            oom_score_adj: Some(0),
+            oom_score_adj: Some(crate::process::child_oom_score_adj()),
         };
         let spawned = Reaper::global()
             .spawn(cmd, &opts)

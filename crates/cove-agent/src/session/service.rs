@@ -421,7 +421,7 @@ impl Sessions {
         let opts = SpawnOptions {
             creds: ident.creds.clone(),
             new_session: true,
-            oom_score_adj: Some(0),
+            oom_score_adj: Some(crate::process::child_oom_score_adj()),
         };
         let spawned = Reaper::global().spawn(cmd, &opts).map_err(io)?;
         // Lets `$?` in a command see the exit code of the previous one.

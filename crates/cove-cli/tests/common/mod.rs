@@ -252,7 +252,63 @@ impl Drop for Server {
             let _ = self.child.kill();
         }
         let _ = self.child.wait();
+        cleanup_data_dir(self.root.path());
     }
+}
+
+/// After the server is gone: destroys (through the runtime, as the server would) every
+/// sandbox it left behind — PID 1 killed, cgroups and disk mount removed — then lazily
+/// unmounts whatever is still mounted under `root`, so no process, mount or loop device
+/// outlives the test.
+pub fn cleanup_data_dir(root: &std::path::Path) {
+    let data = root.join("data");
+    let ids: Vec<String> = std::fs::read_dir(data.join("sandboxes"))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    if !ids.is_empty() {
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            let sandboxes = cove_runtime::Runtime::new(cove_runtime::RuntimeConfig {
+                data_dir: data,
+                images_dir: images_dir(),
+                init_exe: PathBuf::from(env!("CARGO_BIN_EXE_cove")),
+            })
+            .ok()?;
+            rt.block_on(async {
+                for id in ids {
+                    if let Err(e) = sandboxes.destroy(&id).await {
+                        eprintln!("cleanup: destroy {id}: {e}");
+                    }
+                }
+            });
+            Some(())
+        })
+        .join();
+    }
+    for m in mounts_under(root) {
+        let _ = cove_sys::mount::umount2(&m, cove_sys::mount::MNT_DETACH);
+    }
+}
+
+/// Mount points at or below `dir` (from /proc/self/mountinfo), deepest first.
+pub fn mounts_under(dir: &std::path::Path) -> Vec<PathBuf> {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut v: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .filter(|p| p.starts_with(&dir))
+        .collect();
+    v.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    v
 }
 
 /// A create request with one label.

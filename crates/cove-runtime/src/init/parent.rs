@@ -54,7 +54,8 @@ pub fn run(req: &InitRequest, serve: fn(UnixListener, AgentInfo) -> i32) -> Resu
                 // the commands it spawns.
                 let p = PathBuf::from(format!("/proc/{child}/oom_score_adj"));
                 // Lowering it needs CAP_SYS_RESOURCE; without it (some hosts drop it) the
-                // agent stays at 0 and, being small, is still not the OOM killer's pick.
+                // agent stays at 0 and raises its commands to 100 instead, so they remain the
+                // OOM killer's picks even when they are many small processes.
                 match sys.write_file(&p, "-1000") {
                     Err(e) if e.raw_os_error() == Some(libc::EACCES) => eprintln!(
                         "cove sandbox init: warning: write -1000 to {}: {e} (no CAP_SYS_RESOURCE?)",

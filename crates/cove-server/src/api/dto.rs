@@ -22,7 +22,7 @@ fn recoverable(row: &SandboxRow) -> bool {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .is_some_and(|d| d.join("sandboxes").join(&row.id).join("upper").is_dir())
+            .is_some_and(|d| cove_runtime::has_files(d, &row.id))
 }
 
 /// The Sandbox DTO of `row` as seen by a client reaching the server at `base`.

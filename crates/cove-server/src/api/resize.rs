@@ -2,9 +2,11 @@
 //!
 //! Daytona's rules, as the SDK documents them: on a started sandbox only cpu and memory may
 //! change, and only grow (applied live to its cgroups); a stopped sandbox may change anything,
-//! but disk only grows (disk is recorded, not enforced). The answer is the Sandbox in its
-//! previous state (`started`/`stopped`, never `resizing`), so the SDK's wait ends at once.
-//! A rejected request changes nothing.
+//! but disk only grows: its image is grown (file, loop device, ext4 online) before the new size
+//! is stored, so a failed grow changes nothing (and a start grows the disk to the stored size,
+//! should a crash come between the two). The answer is the Sandbox in its previous state
+//! (`started`/`stopped`, never `resizing`), so the SDK's wait ends at once. A rejected request
+//! changes nothing.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -125,6 +127,9 @@ pub async fn resize(
                 return Err(e.into());
             }
         }
+    }
+    if disk > row.disk {
+        st.manager.grow_disk(row.id.clone(), disk as u32).await?;
     }
     sandboxes::set_resources(&st.pool, &row.id, cpu, memory, disk).await?;
     let row = sandboxes::get(&st.pool, &org, &row.id)

@@ -15,6 +15,9 @@ use crate::store::sandboxes::{self, SandboxRow};
 
 const LANGUAGES: &[&str] = &["python", "typescript", "javascript"];
 const LANGUAGE_LABEL: &str = "code-toolbox-language";
+/// Disk size (GiB) of a sandbox created without one; the runtime keeps images of this size
+/// formatted ahead of time.
+pub const DEFAULT_DISK_GIB: i64 = 3;
 
 pub(crate) fn check_range(
     field: &str,
@@ -90,7 +93,7 @@ pub fn validate(org: &str, req: CreateSandbox) -> Result<SandboxRow, ApiError> {
     }
     let cpu = check_range("cpu", req.cpu, 1, 64, 1)?;
     let memory = check_range("memory", req.memory, 1, 256, 1)?;
-    let disk = check_range("disk", req.disk, 1, 1024, 3)?;
+    let disk = check_range("disk", req.disk, 1, 1024, DEFAULT_DISK_GIB)?;
     let gpu = check_range("gpu", req.gpu, 0, 0, 0)?;
     let auto_stop = check_range(
         "autoStopInterval",
