@@ -64,7 +64,10 @@ def data_dir(srv: Server) -> Path:
 
 
 def upper(srv: Server, sid: str) -> Path:
-    return data_dir(srv) / "sandboxes" / sid / "upper"
+    """The sandbox's files: inside its mounted disk, or a plain dir where disks are not
+    enforced (no loop devices)."""
+    plain = data_dir(srv) / "sandboxes" / sid / "upper"
+    return plain if plain.is_dir() else data_dir(srv) / "sandboxes" / sid / "disk" / "upper"
 
 
 def local_object(srv: Server, sid: str) -> Path:

@@ -181,7 +181,7 @@ fn object(srv: &Server, id: &str) -> PathBuf {
 }
 
 fn upper(srv: &Server, id: &str) -> PathBuf {
-    srv.data_dir().join("sandboxes").join(id).join("upper")
+    runtime(srv).upper_dir(id)
 }
 
 /// The sandbox's file, read through a start (which restores an archived sandbox).
