@@ -18,6 +18,10 @@ use crate::urls::{api_url, enc, list_query, toolbox_url};
 /// Where a client points when nothing is configured.
 pub const DEFAULT_API_URL: &str = "http://127.0.0.1:3000/api";
 
+/// How many times a GET is sent again after a connection-level failure (stale kept-alive
+/// connections after a server restart).
+const STALE_RETRIES: usize = 3;
+
 /// A client for one cove (or Daytona-compatible) server.
 pub struct Client {
     pub(crate) http: reqwest::Client,
@@ -29,6 +33,16 @@ pub struct Client {
     proxies: Mutex<HashMap<String, String>>,
 }
 
+fn http_client(keep_alive: bool) -> Result<reqwest::Client, Error> {
+    let mut b =
+        reqwest::Client::builder().user_agent(concat!("cove-sdk/", env!("CARGO_PKG_VERSION")));
+    if !keep_alive {
+        b = b.pool_max_idle_per_host(0);
+    }
+    b.build()
+        .map_err(|e| Error::Config(format!("cannot build HTTP client: {e}")))
+}
+
 impl Client {
     /// A client for `api_url` (e.g. `http://127.0.0.1:3000/api`) authenticating with `api_key`.
     pub fn new(api_url: impl Into<String>, api_key: impl Into<String>) -> Result<Self, Error> {
@@ -38,10 +52,7 @@ impl Client {
                 "API URL {api_url:?} must start with http:// or https://"
             )));
         }
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("cove-sdk/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::Config(format!("cannot build HTTP client: {e}")))?;
+        let http = http_client(true)?;
         Ok(Self {
             http,
             api_url,
@@ -65,6 +76,14 @@ impl Client {
             Error::Config("set COVE_API_KEY (or DAYTONA_API_KEY) to an API key".into())
         })?;
         Self::new(url, key)
+    }
+
+    /// Opens a new connection for every request instead of keeping connections alive: for
+    /// talking to a server that is killed and restarted (a kept-alive connection to the old
+    /// process fails on first use, and only a GET can safely be sent again).
+    pub fn without_connection_reuse(mut self) -> Result<Self, Error> {
+        self.http = http_client(false)?;
+        Ok(self)
     }
 
     /// Sets how long `create`, `start` and `stop` wait for their target state (default 10 min:
@@ -95,7 +114,23 @@ impl Client {
             url: url.to_string(),
             source: e,
         };
-        let resp = req.send().await.map_err(transport)?;
+        // A kept-alive connection to a server that has since restarted fails on first use; a
+        // GET is safe to send again, and the pool drops each dead connection it tried.
+        let mut spare = (*method == Method::GET).then(|| req.try_clone()).flatten();
+        let mut result = req.send().await;
+        for _ in 0..STALE_RETRIES {
+            match (&result, &spare) {
+                (Err(e), Some(again)) if e.is_request() || e.is_connect() => {
+                    let next = again.try_clone();
+                    result = std::mem::replace(&mut spare, next)
+                        .expect("checked above")
+                        .send()
+                        .await;
+                }
+                _ => break,
+            }
+        }
+        let resp = result.map_err(transport)?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);

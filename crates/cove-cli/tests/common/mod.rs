@@ -192,9 +192,11 @@ impl Server {
         std::fs::read_to_string(self.root.path().join("server.log")).unwrap_or_default()
     }
 
-    /// An SDK client with the right key; waits long enough for a first-time image build.
+    /// An SDK client with the right key; waits long enough for a first-time image build. It
+    /// does not keep connections alive: tests kill and restart the server under it.
     pub fn client(&self) -> Client {
         Client::new(&self.api_url, &self.key)
+            .and_then(Client::without_connection_reuse)
             .expect("client")
             .with_wait_timeout(Duration::from_secs(1800))
     }
