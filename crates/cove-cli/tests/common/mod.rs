@@ -60,11 +60,42 @@ pub struct Server {
     extra: Vec<String>,
 }
 
+/// A free loopback port below the kernel's ephemeral range. A server restarted on the same
+/// port must find it free again: a port from the ephemeral range can meanwhile become the
+/// local port of any outgoing connection on the machine (tests make thousands).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free loopback port")
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (from, to) = if low > 12000 {
+        (10000, low)
+    } else {
+        (low.max(1024), low.max(1024) + 1000)
+    };
+    for _ in 0..1000 {
+        let port = from + (rand::random::<u16>() % (to - from));
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {from}..{to}")
+}
+
+/// Whether the server on `port` answers `GET /api/sandbox` with 200 for `key`.
+fn answers(port: u16, key: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let req = format!(
+        "GET /api/sandbox?limit=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n"
+    );
+    let mut head = [0u8; 12];
+    s.write_all(req.as_bytes()).is_ok()
+        && s.read_exact(&mut head).is_ok()
+        && head.starts_with(b"HTTP/1.1 200")
 }
 
 /// Spawns `cove server` on `root/data`, appending its output to `root/server.log`.
@@ -131,10 +162,13 @@ impl Server {
         srv
     }
 
+    /// Waits until this server answers an authenticated API call (not merely a TCP connect:
+    /// the port must be served by this process, with this key).
     fn wait_up(&mut self) {
         let port = self.port;
+        let key = self.key.clone();
         let up = wait_until(Duration::from_secs(60), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok() || self.exited()
+            answers(port, &key) || self.exited()
         });
         assert!(
             up && !self.exited(),
