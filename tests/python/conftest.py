@@ -16,10 +16,16 @@ from daytona import Daytona, DaytonaConfig
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def state(sb) -> str:
+    """The sandbox's state as the server has it now (refreshes `sb`)."""
+    sb.refresh_data()
+    return getattr(sb.state, "value", sb.state)
 
 
 def wait_until(cond, timeout: float, interval: float = 0.02) -> bool:
@@ -98,7 +104,7 @@ class Server:
         target = os.environ.get("CARGO_TARGET_DIR", str(REPO / "target"))
         self.bin = os.environ.get("COVE_BIN", str(Path(target) / "debug" / "cove"))
         self.root = tempfile.TemporaryDirectory(prefix="cove-pytest-")
-        self.port = _free_port()
+        self.port = free_port()
         self.key = "py-" + secrets.token_hex(12)
         self.api_url = f"http://127.0.0.1:{self.port}/api"
         self.log_path = Path(self.root.name) / "server.log"
@@ -165,3 +171,11 @@ def server():
 @pytest.fixture()
 def daytona(server):
     return Daytona(DaytonaConfig(api_key=server.key, api_url=server.api_url))
+
+
+@pytest.fixture(scope="module")
+def fast():
+    """A server of this test module whose timer "minute" is 1 second (timers tick every 250 ms)."""
+    srv = Server(extra_args=("--minute-seconds", "1"))
+    yield srv
+    srv.stop()

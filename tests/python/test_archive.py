@@ -6,7 +6,6 @@ sandbox is archived by its auto-archive timer."""
 
 import hashlib
 import os
-import socket
 import stat
 import subprocess
 import uuid
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server, wait_until
+from conftest import Server, free_port, state, wait_until
 from daytona import CreateSandboxFromSnapshotParams, Daytona, DaytonaConfig, DaytonaError
 
 # Everything an overlay upper dir can hold, written through the sandbox (sudo for root's part).
@@ -47,10 +46,6 @@ test -e /etc/issue.net && echo issue.net is back || echo issue.net stays deleted
 test -e /etc/skel/.bashrc && echo skel is merged || echo skel stays opaque
 """
 
-
-def state(sb) -> str:
-    sb.refresh_data()
-    return getattr(sb.state, "value", sb.state)
 
 
 def sh(sb, cmd: str) -> str:
@@ -104,12 +99,6 @@ def host_view(root: Path) -> dict:
         )
     return out
 
-
-@pytest.fixture(scope="module")
-def fast():
-    srv = Server(extra_args=("--minute-seconds", "1"))
-    yield srv
-    srv.stop()
 
 
 @pytest.fixture()
@@ -211,18 +200,13 @@ def test_auto_archive_after_stopped_minutes(fast, d):
 
 # --- a real S3-compatible server (moto, from PyPI) on loopback ------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def s3():
     server_mod = pytest.importorskip("moto.server", reason="moto[server] is installed by .ci/run")
     import boto3
 
-    port = _free_port()
+    port = free_port()
     moto = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     moto.start()
     env = {
@@ -285,7 +269,7 @@ def test_a_bad_object_store_url_stops_the_server_with_a_clear_error(fast, tmp_pa
     env = dict(os.environ, COVE_API_KEY="k")
     for url in ("ftp://nope", "s3://"):
         r = subprocess.run(
-            [fast.bin, "server", "--listen", f"127.0.0.1:{_free_port()}", "--data-dir", str(tmp_path / "data"),
+            [fast.bin, "server", "--listen", f"127.0.0.1:{free_port()}", "--data-dir", str(tmp_path / "data"),
              "--object-store", url],
             env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=60,
         )

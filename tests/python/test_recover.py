@@ -7,21 +7,10 @@ import signal
 from pathlib import Path
 
 import pytest
-from conftest import Server, wait_until
+from conftest import Server, state, wait_until
 from daytona import Daytona, DaytonaConfig, DaytonaError
 
 
-def state(sb) -> str:
-    sb.refresh_data()
-    return getattr(sb.state, "value", sb.state)
-
-
-@pytest.fixture(scope="module")
-def fast():
-    # A 1-second timer "minute": the process check runs every 250 ms.
-    srv = Server(extra_args=("--minute-seconds", "1"))
-    yield srv
-    srv.stop()
 
 
 @pytest.fixture()

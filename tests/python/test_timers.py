@@ -6,7 +6,7 @@ import uuid
 
 import httpx
 import pytest
-from conftest import Server, wait_until
+from conftest import state, wait_until
 from daytona import (
     CreateSandboxFromSnapshotParams,
     Daytona,
@@ -16,16 +16,6 @@ from daytona import (
 )
 
 
-def state(sb) -> str:
-    sb.refresh_data()
-    return getattr(sb.state, "value", sb.state)
-
-
-@pytest.fixture(scope="module")
-def fast():
-    srv = Server(extra_args=("--minute-seconds", "1"))
-    yield srv
-    srv.stop()
 
 
 @pytest.fixture()
