@@ -116,17 +116,12 @@ impl Client {
         };
         // A kept-alive connection to a server that has since restarted fails on first use; a
         // GET is safe to send again, and the pool drops each dead connection it tried.
-        let mut spare = (*method == Method::GET).then(|| req.try_clone()).flatten();
+        let template = (*method == Method::GET).then(|| req.try_clone()).flatten();
         let mut result = req.send().await;
         for _ in 0..STALE_RETRIES {
-            match (&result, &spare) {
-                (Err(e), Some(again)) if e.is_request() || e.is_connect() => {
-                    let next = again.try_clone();
-                    result = std::mem::replace(&mut spare, next)
-                        .expect("checked above")
-                        .send()
-                        .await;
-                }
+            let stale = matches!(&result, Err(e) if e.is_request() || e.is_connect());
+            match template.as_ref().and_then(RequestBuilder::try_clone) {
+                Some(again) if stale => result = again.send().await,
                 _ => break,
             }
         }
@@ -371,6 +366,51 @@ pub(crate) mod erased {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::{TcpListener, TcpStream};
+
+    /// Reads one request head from `s` (no body: GETs only).
+    fn read_head(s: &TcpStream) -> bool {
+        let mut r = BufReader::new(s);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match r.read_line(&mut line) {
+                Ok(0) | Err(_) => return false,
+                Ok(_) if line == "\r\n" => return true,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// A GET whose kept-alive connection the server dropped (as a restarted server's old
+    /// process did) is sent again on a new connection.
+    #[tokio::test]
+    async fn a_get_on_a_dead_kept_alive_connection_is_sent_again() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            const OK: &[u8] =
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 30\r\n\r\n{\"items\":[],\"nextCursor\":null}";
+            // Connection 1: answers one request and stays open, then drops the next one.
+            let (first, _) = l.accept().unwrap();
+            assert!(read_head(&first));
+            (&first).write_all(OK).unwrap();
+            assert!(read_head(&first));
+            drop(first);
+            // Connection 2: the retry.
+            let (second, _) = l.accept().unwrap();
+            assert!(read_head(&second));
+            (&second).write_all(OK).unwrap();
+        });
+        let c = Client::new(format!("http://127.0.0.1:{port}/api"), "k").unwrap();
+        assert!(c.list(None).await.unwrap().is_empty());
+        assert!(
+            c.list(None).await.unwrap().is_empty(),
+            "sent again after the dead connection"
+        );
+        server.join().unwrap();
+    }
 
     #[test]
     fn new_rejects_non_http_urls_and_trims_slash() {
