@@ -1,16 +1,15 @@
 """`sandbox.recover()` through the official Python SDK: a sandbox whose PID 1 dies (killed from
 the host) is marked `error` "sandbox process exited" with `recoverable: true`; recover boots it
-again with its files; recovering a sandbox that is not in error is a 400 naming its state."""
+again with its files (the reconciler does not do it unasked); recovering a sandbox that is not in error is a 400 naming its state."""
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
 from conftest import Server, state, wait_until
 from daytona import Daytona, DaytonaConfig, DaytonaError
-
-
 
 
 @pytest.fixture()
@@ -33,6 +32,10 @@ def test_recover_after_sandbox_process_died(fast, client):
         assert wait_until(lambda: state(sb) == "error", 30, 0.1), state(sb)
         assert sb.error_reason == "sandbox process exited"
         assert sb.recoverable is True
+        # The reconciler retries failed actions but leaves a sandbox whose own process ended
+        # for the user: still `error` after several timer ticks (250 ms each here).
+        time.sleep(1.5)
+        assert state(sb) == "error"
 
         sb.recover(timeout=120)
         assert state(sb) == "started"

@@ -8,7 +8,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{labelled, nonce, sh, Server};
+use common::{labelled, nonce, sh, wait_until_async, Server};
 use cove_runtime::{Runtime, RuntimeConfig};
 use cove_sdk::{Client, Sandbox};
 
@@ -115,7 +115,8 @@ async fn crash_mid_transition_settles() {
     let c = srv.client();
     let tag = nonce();
 
-    // after:creating → error (nothing running), and a plain start boots it.
+    // after:creating → error "not booted" at start-up, then the reconciler's first tick
+    // finishes the create.
     srv.kill9();
     srv.restart(Some("after:creating"));
     assert!(
@@ -125,16 +126,21 @@ async fn crash_mid_transition_settles() {
     crashed_then_restart(&mut srv, "after:creating");
     let list = c.list(None).await.expect("list");
     assert_eq!(list.len(), 1, "{list:?}");
-    let sb = &list[0];
-    let got = c.get(&sb.id).await.expect("get");
-    assert_eq!(got.state.as_deref(), Some("error"), "{got:?}");
-    assert!(got.error_reason.is_some());
-    assert!(runtime(&srv).running(&sb.id).is_none(), "no orphan PID 1");
-    let sb = c
-        .start(&sb.id)
-        .await
-        .expect("start after a crash while creating");
-    assert_eq!(sb.state.as_deref(), Some("started"));
+    let id = list[0].id.clone();
+    let booted = wait_until_async(Duration::from_secs(30), || async {
+        state(&c, &id).await == "started"
+    })
+    .await;
+    assert!(booted, "{}\n{}", state(&c, &id).await, srv.log());
+    assert!(
+        srv.log()
+            .contains(&format!("reconcile: {id} creating → error")),
+        "{}",
+        srv.log()
+    );
+    assert!(srv.log().contains("reconciler: retrying"), "{}", srv.log());
+    let sb = c.get(&id).await.expect("get");
+    assert!(sb.error_reason.is_none(), "{sb:?}");
     assert_eq!(sh(&c, &sb, "echo ok").await, (0, "ok\n".into()));
 
     // after:stopping → stopped, no PID 1.

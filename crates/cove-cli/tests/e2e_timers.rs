@@ -142,3 +142,31 @@ async fn reconciler_retries_a_failed_destroy() {
     assert!(!dir.exists(), "{} left behind", dir.display());
     assert!(srv.log().contains("reconciler: retrying"), "{}", srv.log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciler_retries_a_failed_boot() {
+    let mut srv = Server::start_with(&["--minute-seconds", "1"]);
+    srv.kill9();
+    // The first boot fails (injected); the reconciler boots it on a later tick.
+    srv.restart(Some("fail:boot"));
+    let c = srv.client();
+    let err = c
+        .create(&labelled("retry", &nonce()))
+        .await
+        .expect_err("the first boot fails");
+    let cove_sdk::Error::State { id, reason } = err else {
+        panic!("not a state error: {err}");
+    };
+    assert!(reason.contains("injected"), "{reason}");
+    let sb = c.get(&id).await.expect("get");
+    let booted = wait_until_async(Duration::from_secs(15), || async {
+        state_or_gone(&c, &sb.id).await == "started"
+    })
+    .await;
+    assert!(booted, "{}\n{}", state_or_gone(&c, &sb.id).await, srv.log());
+    let (code, out) = common::sh(&c, &sb, "echo ok").await;
+    assert_eq!((code, out.as_str()), (0, "ok\n"));
+    let got = c.get(&sb.id).await.expect("get");
+    assert_eq!(got.error_reason, None, "{got:?}");
+    c.delete(&sb.id).await.expect("delete");
+}

@@ -1,7 +1,7 @@
 //! Crash-injection hooks for restart tests: `COVE_FAILPOINT=<name>` (read once, at server
 //! start) makes the server abort at the named point, e.g. `after:creating` — right after that
 //! transition is written to the store and before the runtime acts on it. `fail:<action>`
-//! (e.g. `fail:destroy`) instead makes the first attempt of that runtime action fail, to test
+//! (`fail:stop`, `fail:destroy`, `fail:boot`) instead makes the first attempt of that runtime action fail, to test
 //! that the reconciler retries it.
 
 use std::sync::atomic::{AtomicBool, Ordering};

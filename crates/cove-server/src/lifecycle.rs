@@ -6,7 +6,7 @@
 //!                      │     ▲         │                        │  ▲          ▲
 //!                      │     └─starting◄────────────────────────┘  │          │
 //!                      ▼                                           │          │
-//!                    error ──────────────── start (retry) ─────────┘──────────┘ delete
+//!                    error ───── start (user or reconciler) ───────┘──────────┘ delete
 //!
 //!   started | stopped ──snapshot──► snapshotting ──(copy done or failed)──► the state before
 //!
@@ -25,7 +25,7 @@
 //! |--------------|-------------|----------------------------------------------------------|
 //! | `started`, `creating`, `starting` | yes | `started` (adopted: processes and files untouched) |
 //! | `started`    | no          | `error` "sandbox process exited" (start or recover it)   |
-//! | `creating`   | no          | `error` "server stopped before the sandbox booted" (start it) |
+//! | `creating`   | no          | `error` "server stopped before the sandbox booted"; the reconciler boots it |
 //! | `starting`   | no          | `stopped` (the start is rolled back; start it again)      |
 //! | `stopping`   | any         | `stopped` (every process killed, files kept)              |
 //! | `snapshotting` | yes       | `started` (thawed if the crash left it frozen); the unfinished snapshot becomes `error` (`snapshot.rs`) |
@@ -42,9 +42,9 @@
 //! Whatever ends in `stopped` or `error` has no process left. While the server runs, the
 //! timers' tick ([`Manager::reap_exited`]) turns a `started` sandbox whose PID 1 died into
 //! `error` "sandbox process exited"; `POST /sandbox/{id}/recover` boots an errored sandbox
-//! whose files still exist ([`Manager::recover`]). A stop or destroy that fails leaves
+//! whose files still exist ([`Manager::recover`]). A stop, destroy or boot that fails leaves
 //! `error` with the desired state kept; the reconciler (`reconciler.rs`) retries it on later
-//! ticks with backoff.
+//! ticks with backoff (not a sandbox whose PID 1 exited: that one waits for the user).
 //!
 //! `COVE_FAILPOINT=after:<state>` (see [`crate::failpoint`]) aborts the server right after
 //! `creating`, `starting`, `stopping`, `destroying`, `snapshotting`, `archiving` or
@@ -216,7 +216,12 @@ impl Manager {
 
     /// Boots `row` (state already `creating` or `starting`) and records the outcome.
     async fn boot(&self, row: &mut SandboxRow) -> Result<(), ApiError> {
-        let result = match self.image_for(row).await {
+        let image = if failpoint::fail_once("fail:boot") {
+            Err("injected by failpoint".to_string())
+        } else {
+            self.image_for(row).await
+        };
+        let result = match image {
             Ok(image) => self
                 .runtime
                 .start(&Self::spec(

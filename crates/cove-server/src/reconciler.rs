@@ -1,11 +1,15 @@
 //! The reconciler: drives sandboxes whose last action failed toward their desired state.
 //!
 //! A failed stop or destroy leaves a sandbox in `error` with its desired state (`stopped`,
-//! `destroyed`) still stored. Each timer tick retries those actions, backing off exponentially
-//! per sandbox (one tick, doubling, at most [`MAX_BACKOFF`]). A sandbox in `error` that wants
-//! to be `started` (its boot failed, or its PID 1 died) is left for the user to `start` or
-//! `recover`: booting it again unasked could loop on a sandbox that cannot boot. Transitions
-//! caught half-way by a crash are settled at start-up ([`Manager::reconcile_at_start`]).
+//! `destroyed`) still stored; a failed boot (of a create, start or recover, or a create that a
+//! server crash interrupted) leaves `error` wanting `started`. Each timer tick retries those
+//! actions, backing off exponentially per sandbox (one tick, doubling, at most
+//! [`MAX_BACKOFF`]), so a sandbox that cannot boot costs one attempt per five minutes, not a
+//! loop. A sandbox whose PID 1 died while it ran ([`EXITED`]) is not booted again unasked: its
+//! own code may have ended it, and the user decides (`start`, `recover` or delete).
+//! Transitions caught half-way by a crash are settled at start-up
+//! ([`Manager::reconcile_at_start`]); the first tick runs right after, so a create that a crash
+//! interrupted is finished then.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use cove_types::api::state;
 
-use crate::lifecycle::Manager;
+use crate::error::ApiError;
+use crate::lifecycle::{Manager, EXITED};
 use crate::store::sandboxes;
 
 /// The longest wait between two retries of one sandbox's action.
@@ -47,8 +52,8 @@ impl Retries {
 }
 
 impl Manager {
-    /// Retries the failed stop/destroy of every `error` sandbox that is due; returns how many
-    /// reached their desired state.
+    /// Retries the failed stop, destroy or boot of every `error` sandbox that is due; returns
+    /// how many reached their desired state.
     pub async fn retry_failed(self: &Arc<Self>, base: Duration) -> usize {
         let rows = match sandboxes::in_states(&self.pool, &[state::ERROR]).await {
             Ok(r) => r,
@@ -60,7 +65,8 @@ impl Manager {
         let mut done = 0;
         for row in rows {
             let desired = row.desired_state.as_str();
-            if ![state::STOPPED, state::DESTROYED].contains(&desired) {
+            let boot = desired == state::STARTED && row.error_reason.as_deref() != Some(EXITED);
+            if !boot && ![state::STOPPED, state::DESTROYED].contains(&desired) {
                 continue;
             }
             let due = self
@@ -72,10 +78,17 @@ impl Manager {
                 continue;
             }
             tracing::info!("reconciler: retrying {} toward {desired}", row.id);
-            let result = if desired == state::DESTROYED {
-                self.delete(row.id.clone()).await.map(drop)
-            } else {
-                self.stop(row.id.clone(), true).await.map(drop)
+            let result = match desired {
+                state::DESTROYED => self.delete(row.id.clone()).await.map(drop),
+                state::STARTED => match self.start(row.id.clone()).await {
+                    // A boot that fails again is recorded as `error` with its reason.
+                    Ok(sb) if sb.state != state::STARTED => Err(ApiError::internal(
+                        sb.error_reason
+                            .unwrap_or_else(|| format!("state is {}", sb.state)),
+                    )),
+                    r => r.map(drop),
+                },
+                _ => self.stop(row.id.clone(), true).await.map(drop),
             };
             let mut retries = self.retries.lock().unwrap_or_else(|p| p.into_inner());
             match result {
