@@ -5,6 +5,7 @@ them, one shared layer on disk), snapshots of snapshots; and rejected requests (
 unknown images, Dockerfiles, snapshots in use) that change nothing."""
 
 import os
+import sqlite3
 import uuid
 from pathlib import Path
 
@@ -203,16 +204,28 @@ def test_sandboxes_from_a_sandbox_snapshot_share_its_layer(daytona, server):
     assert not layer.exists(), "its layer goes with it"
 
 
+def stopped_since(server, sandbox_id: str) -> str:
+    """When the sandbox entered its state, as stored (the auto-archive/auto-delete clock)."""
+    db = sqlite3.connect(f"file:{data_dir(server) / 'cove.db'}?mode=ro", uri=True)
+    try:
+        (at,) = db.execute("SELECT state_changed_at FROM sandboxes WHERE id = ?", (sandbox_id,)).fetchone()
+        return at
+    finally:
+        db.close()
+
+
 def test_snapshot_of_a_stopped_sandbox_and_of_a_snapshot(daytona, server):
     n = uuid.uuid4().hex[:8]
     src = daytona.create()
     run(src, f"echo one > /home/daytona/one-{n}")
     src.stop()
+    since = stopped_since(server, src.id)
     first = sname("first")
     r = api(server, "POST", f"/sandbox/{src.id}/snapshot", {"name": first, "includeMemory": False})
     assert r.status_code == 200 and r.json()["state"] == "snapshotting", r.text
     assert wait_until(lambda: daytona.get(src.id).state != "snapshotting", 120)
     assert daytona.get(src.id).state == "stopped", "back to its state"
+    assert stopped_since(server, src.id) == since, "a snapshot does not restart the stopped clock"
     assert daytona.snapshot.get(first).state == "active"
 
     mid = daytona.create(CreateSandboxFromSnapshotParams(snapshot=first))

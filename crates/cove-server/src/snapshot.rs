@@ -29,7 +29,7 @@ use cove_types::snapshot::snapshot_state;
 use crate::error::ApiError;
 use crate::failpoint;
 use crate::lifecycle::Manager;
-use crate::store::sandboxes::SandboxRow;
+use crate::store::sandboxes::{self, SandboxRow};
 use crate::store::snapshots::{self, SnapshotRow};
 
 /// Snapshot names that mean "the default image" (the SDKs' and Daytona's defaults).
@@ -113,6 +113,8 @@ impl Manager {
                 updated_at: now,
                 last_used_at: None,
             };
+            // Auto-archive and auto-delete count from when the sandbox stopped, snapshot or not.
+            let since = sandboxes::state_changed_at(&me.pool, &row.id).await?;
             insert_snapshot(&me.pool, &snap).await?;
             if let Err(e) = me
                 .transition(&mut row, state::SNAPSHOTTING, &prev, None)
@@ -125,7 +127,7 @@ impl Manager {
             let answer = row.clone();
             tokio::spawn(async move {
                 let _guard = guard;
-                me.finish_snapshot(row, snap, prev).await;
+                me.finish_snapshot(row, snap, prev, since).await;
             });
             Ok(answer)
         })
@@ -134,8 +136,15 @@ impl Manager {
     }
 
     /// Copies the sandbox's files into the snapshot's layer, records the outcome, and moves
-    /// the sandbox back to `prev` (the caller holds the sandbox's lock).
-    async fn finish_snapshot(&self, mut row: SandboxRow, snap: SnapshotRow, prev: String) {
+    /// the sandbox back to `prev`, entered at `since` as before (the caller holds the
+    /// sandbox's lock).
+    async fn finish_snapshot(
+        &self,
+        mut row: SandboxRow,
+        snap: SnapshotRow,
+        prev: String,
+        since: String,
+    ) {
         let (copied, thaw_error) = self.copy_files(&row, &snap.id, &prev).await;
         let recorded = match &copied {
             Ok(bytes) => {
@@ -162,7 +171,12 @@ impl Manager {
             tracing::error!("snapshot {}: cannot record its outcome: {e}", snap.id);
         }
         let back = match thaw_error {
-            None => self.transition(&mut row, &prev, &prev, None).await,
+            None => match self.transition(&mut row, &prev, &prev, None).await {
+                Ok(()) => sandboxes::set_state_changed_at(&self.pool, &row.id, &since)
+                    .await
+                    .map_err(ApiError::from),
+                e => e,
+            },
             Some(e) => {
                 let reason = format!("cannot thaw the sandbox after a snapshot: {e}");
                 self.transition(&mut row, state::ERROR, &prev, Some(&reason))

@@ -147,6 +147,29 @@ pub async fn set_state(
     Ok(())
 }
 
+/// When sandbox `id` entered its current state (the clock of auto-archive and auto-delete).
+pub async fn state_changed_at(pool: &SqlitePool, id: &str) -> Result<String, sqlx::Error> {
+    sqlx::query_scalar("SELECT state_changed_at FROM sandboxes WHERE id = ?")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+}
+
+/// Sets when sandbox `id` entered its current state: a sandbox back from a snapshot keeps
+/// the clock of the state it was in before.
+pub async fn set_state_changed_at(
+    pool: &SqlitePool,
+    id: &str,
+    at: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE sandboxes SET state_changed_at = ? WHERE id = ?")
+        .bind(at)
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 /// Replaces the labels map.
 pub async fn set_labels(
     pool: &SqlitePool,
