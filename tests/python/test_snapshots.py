@@ -118,6 +118,41 @@ def test_create_list_get_activate_delete(daytona, server):
             daytona.snapshot.get(n)
 
 
+def test_default_image_is_a_general_snapshot(daytona, server):
+    # The image is built (or found in the cache) at server start: pending/building, then active.
+    assert wait_until(lambda: daytona.snapshot.get(DEFAULT_IMAGE).state == "active", 600)
+    d = daytona.snapshot.get(DEFAULT_IMAGE)
+    assert (d.name, d.general, d.organization_id, d.image_name) == (DEFAULT_IMAGE, True, None, DEFAULT_IMAGE)
+    assert daytona.snapshot.get("daytona-small").general, "the SDKs' default names too"
+
+    # Listed first on page 1 and counted in the total; later pages neither skip nor repeat.
+    made = [daytona.snapshot.create(CreateSnapshotParams(name=sname("gen"), image=DEFAULT_IMAGE)) for _ in range(3)]
+    try:
+        first = daytona.snapshot.list(page=1, limit=2)
+        assert first.items[0].name == DEFAULT_IMAGE and first.items[0].general
+        assert not any(x.general for x in first.items[1:])
+        seen = []
+        for page in range(1, first.total_pages + 1):
+            seen += [x.name for x in daytona.snapshot.list(page=page, limit=2).items]
+        assert len(seen) == len(set(seen)) == first.total
+        assert {m.name for m in made} | {DEFAULT_IMAGE} <= set(seen)
+        filtered = api(server, "GET", "/snapshots", name="gen-").json()
+        assert DEFAULT_IMAGE not in [x["name"] for x in filtered["items"]], "a name filter excludes it"
+
+        # It cannot be deleted or deactivated, and stays usable.
+        before = store_state(server, daytona)
+        with pytest.raises(DaytonaBadRequestError, match="built-in default image"):
+            daytona.snapshot.delete(DEFAULT_IMAGE)
+        r = api(server, "POST", f"/snapshots/{DEFAULT_IMAGE}/deactivate")
+        assert r.status_code == 400 and "built-in" in r.json()["message"], r.text
+        assert store_state(server, daytona) == before
+        assert daytona.snapshot.activate(DEFAULT_IMAGE).state == "active"
+        assert daytona.snapshot.get(DEFAULT_IMAGE).state == "active"
+    finally:
+        for m in made:
+            daytona.snapshot.delete(m.name)
+
+
 def test_rejected_requests_change_nothing(daytona, server):
     taken = daytona.snapshot.create(CreateSnapshotParams(name=sname(), image=DEFAULT_IMAGE))
     sb = daytona.create()

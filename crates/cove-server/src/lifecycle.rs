@@ -154,6 +154,11 @@ impl Manager {
         });
     }
 
+    /// Where the default image is now (no waiting).
+    pub fn image_state(&self) -> ImageState {
+        self.image.borrow().clone()
+    }
+
     /// The default image, waiting for a build in progress (and retrying a failed one once).
     pub async fn image(&self) -> Result<ImageRef, String> {
         if let ImageState::Ready(img) = &*self.image.borrow() {

@@ -6,6 +6,11 @@ use serde::{Deserialize, Serialize};
 pub mod snapshot_state {
     /// Being copied from a sandbox.
     pub const SNAPSHOTTING: &str = "snapshotting";
+    /// The default image, not built yet (it is built on first use).
+    pub const PENDING: &str = "pending";
+    /// The default image, being built.
+    pub const BUILDING: &str = "building";
+    pub const BUILD_FAILED: &str = "build_failed";
     pub const ACTIVE: &str = "active";
     pub const INACTIVE: &str = "inactive";
     pub const ERROR: &str = "error";
@@ -17,7 +22,7 @@ pub mod snapshot_state {
 pub struct SnapshotDto {
     pub id: String,
     pub organization_id: Option<String>,
-    /// Always false: cove has no shared (general) snapshots.
+    /// True only for the default image: shared by every organization, never stored.
     pub general: bool,
     pub name: String,
     /// What the snapshot was made from: an image or snapshot name.

@@ -14,10 +14,11 @@ use cove_types::snapshot::{
 };
 use sqlx::SqlitePool;
 
-use super::sandbox::check_range;
+use super::sandbox::{check_range, DEFAULT_DISK_GIB};
 use super::{dto, AppState};
 use crate::auth::Org;
 use crate::error::{parse_json, ApiError};
+use crate::lifecycle::ImageState;
 use crate::snapshot::{insert_snapshot, is_default, DEFAULT_SNAPSHOTS};
 use crate::store::snapshots::{self, ListQuery, SnapshotRow, SORT_FIELDS};
 
@@ -48,6 +49,57 @@ pub fn snapshot_dto(s: &SnapshotRow) -> SnapshotDto {
         last_used_at: s.last_used_at.clone(),
         source_sandbox_id: s.source_sandbox_id.clone(),
     }
+}
+
+/// The default image as a general snapshot, under `name` (`default` or one of its aliases):
+/// shared by every organization, listed first, never stored, deleted or deactivated.
+fn general_dto(st: &AppState, name: &str) -> SnapshotDto {
+    let (state, error_reason, built) = match st.manager.image_state() {
+        ImageState::Ready(img) => {
+            let built = img
+                .layers
+                .first()
+                .and_then(|l| std::fs::metadata(l).and_then(|m| m.modified()).ok())
+                .map(|t| {
+                    chrono::DateTime::<chrono::Utc>::from(t)
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                });
+            (snapshot_state::ACTIVE, None, built)
+        }
+        ImageState::Building => (snapshot_state::BUILDING, None, None),
+        ImageState::Failed(e) => (snapshot_state::BUILD_FAILED, Some(e), None),
+        ImageState::Idle => (snapshot_state::PENDING, None, None),
+    };
+    let at = built.unwrap_or_else(crate::now);
+    SnapshotDto {
+        id: name.to_string(),
+        organization_id: None,
+        general: true,
+        name: name.to_string(),
+        image_name: Some(DEFAULT_SNAPSHOTS[0].to_string()),
+        state: state.to_string(),
+        size: None,
+        entrypoint: None,
+        cpu: 1,
+        gpu: 0,
+        mem: 1,
+        disk: DEFAULT_DISK_GIB,
+        error_reason,
+        created_at: at.clone(),
+        updated_at: at,
+        last_used_at: None,
+        source_sandbox_id: None,
+    }
+}
+
+/// 400 for a request that would change the default image.
+fn not_the_default(id: &str, what: &str) -> Result<(), ApiError> {
+    if is_default(id) {
+        return Err(ApiError::bad_request(format!(
+            "Snapshot {id} is the built-in default image and cannot be {what}"
+        )));
+    }
+    Ok(())
 }
 
 fn valid_name(s: &str) -> bool {
@@ -206,6 +258,7 @@ pub fn list_query(q: &HashMap<String, String>) -> Result<ListQuery, ApiError> {
         }
     };
     Ok(ListQuery {
+        lead: 0,
         name: q.get("name").filter(|n| !n.is_empty()).cloned(),
         source_sandbox_id: q.get("sourceSandboxId").filter(|n| !n.is_empty()).cloned(),
         sort_column,
@@ -222,10 +275,22 @@ pub async fn list(
     Extension(Org(org)): Extension<Org>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<PaginatedSnapshots>, ApiError> {
-    let lq = list_query(&q)?;
+    let mut lq = list_query(&q)?;
+    // The default image leads the list when no filter excludes it.
+    let general = lq.source_sandbox_id.is_none()
+        && lq
+            .name
+            .as_deref()
+            .is_none_or(|n| DEFAULT_SNAPSHOTS[0].contains(&n.to_ascii_lowercase()));
+    lq.lead = i64::from(general);
     let (rows, total) = snapshots::list(&st.pool, &org, &lq).await?;
+    let total = total + lq.lead;
+    let lead = (general && lq.page == 1).then(|| general_dto(&st, DEFAULT_SNAPSHOTS[0]));
     Ok(Json(PaginatedSnapshots {
-        items: rows.iter().map(snapshot_dto).collect(),
+        items: lead
+            .into_iter()
+            .chain(rows.iter().map(snapshot_dto))
+            .collect(),
         total,
         page: lq.page,
         total_pages: (total + lq.limit - 1) / lq.limit,
@@ -239,6 +304,9 @@ pub async fn get(
     Extension(Org(org)): Extension<Org>,
     Path(id): Path<String>,
 ) -> Result<Json<SnapshotDto>, ApiError> {
+    if is_default(&id) {
+        return Ok(Json(general_dto(&st, &id)));
+    }
     Ok(Json(snapshot_dto(&find(&st.pool, &org, &id).await?)))
 }
 
@@ -251,6 +319,7 @@ pub async fn delete(
     Extension(Org(org)): Extension<Org>,
     Path(id): Path<String>,
 ) -> Result<(), ApiError> {
+    not_the_default(&id, "deleted")?;
     let _gate = st.snapshot_gate.write().await;
     let snap = find(&st.pool, &org, &id).await?;
     if snap.state == snapshot_state::SNAPSHOTTING {
@@ -294,6 +363,9 @@ pub async fn activate(
     Extension(Org(org)): Extension<Org>,
     Path(id): Path<String>,
 ) -> Result<Json<SnapshotDto>, ApiError> {
+    if is_default(&id) {
+        return Ok(Json(general_dto(&st, &id))); // always active
+    }
     let snap = set_active(&st.pool, &org, &id, true).await?;
     Ok(Json(snapshot_dto(&snap)))
 }
@@ -305,6 +377,7 @@ pub async fn deactivate(
     Extension(Org(org)): Extension<Org>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    not_the_default(&id, "deactivated")?;
     set_active(&st.pool, &org, &id, false).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -49,6 +49,9 @@ pub const SORT_FIELDS: &[(&str, &str)] = &[
 /// A checked list query.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListQuery {
+    /// Entries the caller lists ahead of the stored ones (the default image): page 1 holds
+    /// that many fewer stored rows, and later pages start that many rows earlier.
+    pub lead: i64,
     /// Substring of the name.
     pub name: Option<String>,
     pub source_sandbox_id: Option<String>,
@@ -157,9 +160,13 @@ pub async fn list(
         " ORDER BY {} {dir}, seq {dir} LIMIT ",
         lq.sort_column
     ))
-    .push_bind(lq.limit)
+    .push_bind(if lq.page == 1 {
+        lq.limit - lq.lead
+    } else {
+        lq.limit
+    })
     .push(" OFFSET ")
-    .push_bind((lq.page - 1).saturating_mul(lq.limit));
+    .push_bind(((lq.page - 1).saturating_mul(lq.limit) - lq.lead).max(0));
     let rows = q.build_query_as().fetch_all(pool).await?;
     Ok((rows, total))
 }

@@ -33,6 +33,7 @@ async fn pool() -> (tempfile::TempDir, SqlitePool) {
 
 fn lq(page: i64, limit: i64) -> ListQuery {
     ListQuery {
+        lead: 0,
         name: None,
         source_sandbox_id: None,
         sort_column: "created_at",
@@ -106,6 +107,20 @@ async fn pages_filters_and_sorting() {
     };
     assert_eq!(names(&list(&pool, "o", &by_source).await.unwrap().0), ["d"]);
     assert_eq!(list(&pool, "p", &lq(1, 10)).await.unwrap().1, 0);
+    // One entry listed ahead (the default image): page 1 has one row fewer, and the pages
+    // after it pick up where it stopped, so no row is skipped or repeated.
+    let led = |page| ListQuery {
+        lead: 1,
+        ..lq(page, 2)
+    };
+    let mut seen = Vec::new();
+    for page in 1..=3 {
+        let (rows, total) = list(&pool, "o", &led(page)).await.unwrap();
+        assert_eq!(total, 5, "the count is of stored rows");
+        seen.extend(names(&rows).into_iter().map(str::to_string));
+    }
+    assert_eq!(seen, ["b", "a", "ca", "d", "e_x"]);
+    assert_eq!(list(&pool, "o", &led(1)).await.unwrap().0.len(), 1);
 }
 
 async fn sandbox_from(pool: &SqlitePool, sid: &str, org: &str, snapshot: &str) {
