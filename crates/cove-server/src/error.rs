@@ -38,16 +38,41 @@ impl ApiError {
     }
 }
 
+/// SQLite's result code for a full disk (or a full database).
+const SQLITE_FULL: &str = "13";
+
+impl ApiError {
+    /// 507: the server's own disk is full; nothing the request asked for was done.
+    fn out_of_space(detail: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            format!("the cove server is out of disk space; free space on its data dir ({detail})"),
+        )
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         tracing::error!("store error: {e}");
-        Self::internal(format!("store error: {e}"))
+        match &e {
+            sqlx::Error::Database(d) if d.code().as_deref() == Some(SQLITE_FULL) => {
+                Self::out_of_space(format!("store: {e}"))
+            }
+            _ => Self::internal(format!("store error: {e}")),
+        }
     }
 }
 
 impl From<cove_runtime::RuntimeError> for ApiError {
     fn from(e: cove_runtime::RuntimeError) -> Self {
-        Self::internal(format!("runtime error: {e}"))
+        match &e {
+            cove_runtime::RuntimeError::Io { source, .. }
+                if source.kind() == std::io::ErrorKind::StorageFull =>
+            {
+                Self::out_of_space(e)
+            }
+            _ => Self::internal(format!("runtime error: {e}")),
+        }
     }
 }
 
@@ -108,4 +133,60 @@ pub async fn stamp(req: axum::extract::Request, next: axum::middleware::Next) ->
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_full_store_is_507_and_other_errors_500() {
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (b BLOB)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        // The database may not grow past its current size: the next big row is SQLITE_FULL.
+        sqlx::query("PRAGMA max_page_count = 2")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let full = sqlx::query("INSERT INTO t VALUES (zeroblob(1000000))")
+            .execute(&pool)
+            .await
+            .unwrap_err();
+        let e = ApiError::from(full);
+        assert_eq!(e.status, StatusCode::INSUFFICIENT_STORAGE, "{e}");
+        assert!(e.message.contains("out of disk space"), "{e}");
+        let other = sqlx::query("SELECT * FROM missing")
+            .execute(&pool)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            ApiError::from(other).status,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    #[test]
+    fn enospc_from_the_runtime_is_507() {
+        let io = |errno| cove_runtime::RuntimeError::Io {
+            op: "write",
+            path: "/data/x".into(),
+            source: std::io::Error::from_raw_os_error(errno),
+        };
+        assert_eq!(
+            ApiError::from(io(28)).status, // ENOSPC
+            StatusCode::INSUFFICIENT_STORAGE
+        );
+        assert_eq!(
+            ApiError::from(io(13)).status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "EACCES stays a 500"
+        );
+    }
 }

@@ -40,6 +40,7 @@ pub fn code_for_status(status: u16) -> &'static str {
         413 => "PAYLOAD_TOO_LARGE",
         422 => "UNPROCESSABLE_ENTITY",
         503 => "SERVICE_UNAVAILABLE",
+        507 => "INSUFFICIENT_STORAGE",
         _ if status >= 500 => "INTERNAL_SERVER_ERROR",
         _ => "BAD_REQUEST",
     }
@@ -60,6 +61,7 @@ pub fn reason_for_status(status: u16) -> &'static str {
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
+        507 => "Insufficient Storage",
         _ if status >= 500 => "Internal Server Error",
         _ => "Error",
     }
