@@ -53,6 +53,13 @@ pub struct SignedQuery {
     expires_in_seconds: Option<String>,
 }
 
+/// The unix second from which a token made at `now_ms` for `secs` seconds is refused: rounded
+/// up, so the token works for at least `secs` seconds (checks compare whole seconds; rounding
+/// down would leave a 1-second token made late in a second a few milliseconds).
+fn expiry(now_ms: i64, secs: i64) -> i64 {
+    (now_ms + secs * 1000 + 999).div_euclid(1000)
+}
+
 /// `GET /sandbox/{id}/ports/{port}/signed-preview-url?expiresInSeconds=` →
 /// `{sandboxId, port, token, url}`; the URL works without any header until it expires.
 pub async fn signed_preview_url(
@@ -76,7 +83,7 @@ pub async fn signed_preview_url(
             })?,
     };
     let row = find(&st, &org, &id).await?;
-    let expires_at = chrono::Utc::now().timestamp() + secs;
+    let expires_at = expiry(chrono::Utc::now().timestamp_millis(), secs);
     let token = access::add_signed_preview(&st.pool, &row.id, port, expires_at).await?;
     let url = format!("{}/preview/s/{token}", st.base_url(&headers));
     Ok(Json(
@@ -140,4 +147,24 @@ pub async fn rotate_signing_key(
 ) -> Result<Json<String>, ApiError> {
     let row = find(&st, &org, &id).await?;
     Ok(Json(access::rotate_signing_key(&st.pool, &row.id).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expiry;
+
+    #[test]
+    fn a_token_lives_at_least_its_seconds() {
+        // The check refuses a token once the current whole second reaches its expiry.
+        let valid_until = |made_ms: i64, secs| expiry(made_ms, secs) * 1000;
+        for made in [10_000, 10_001, 10_500, 10_999] {
+            let lives = valid_until(made, 1) - made;
+            assert!(
+                (1000..2000).contains(&lives),
+                "made at {made} ms: {lives} ms"
+            );
+        }
+        assert_eq!(expiry(10_000, 60), 70);
+        assert_eq!(expiry(10_999, 60), 71);
+    }
 }
