@@ -304,12 +304,20 @@ pub fn stop(cfg: &RuntimeConfig, id: &str, _force: bool) -> Result<(), RuntimeEr
     // handler for, so stop is always a SIGKILL.
     validate_id(id)?;
     let d = Dirs::new(cfg, id);
+    let layout = cgroup::detect(Path::new(cgroup::DEFAULT_ROOT));
     if let Some(r) = running(cfg, id) {
         if let Ok(pidfd) = cove_sys::pidfd::pidfd_open(r.pid) {
             // The pidfd now pins this process; re-check it is still ours before killing.
             if running(cfg, id).is_some_and(|again| again.pid == r.pid) {
                 cove_sys::pidfd::pidfd_send_signal(&pidfd, libc::SIGKILL)
                     .ctx("kill sandbox pid 1", format!("/proc/{}", r.pid))?;
+                // A frozen sandbox (a snapshot's thaw failed, or a crash came mid-copy) keeps
+                // the kill pending until it is thawed; thawing one that is not is a no-op.
+                if let Ok(layout) = &layout {
+                    if let Err(e) = crate::freeze::thaw(layout, id, STOP_TIMEOUT) {
+                        tracing::warn!("sandbox {id}: thaw before stop: {e}");
+                    }
+                }
                 let exited = cove_sys::pidfd::wait_exit(&pidfd, STOP_TIMEOUT)
                     .ctx("wait for sandbox pid 1", format!("/proc/{}", r.pid))?;
                 if !exited {
@@ -322,7 +330,7 @@ pub fn stop(cfg: &RuntimeConfig, id: &str, _force: bool) -> Result<(), RuntimeEr
             }
         }
     }
-    if let Ok(layout) = cgroup::detect(Path::new(cgroup::DEFAULT_ROOT)) {
+    if let Ok(layout) = layout {
         layout.remove(id, STOP_TIMEOUT)?;
     }
     for f in [d.pidfile(), d.socket()] {

@@ -151,6 +151,15 @@ async fn sandboxes_are_isolated() {
     let (o, _) = sh(&ra, &format!("cat /tmp/written-{suffix}"));
     assert_eq!(o.trim(), "inside", "upper kept across stop/start");
 
+    // A frozen sandbox (a snapshot whose thaw failed, say) still stops, and starts again.
+    rt.freeze(&a).await.unwrap();
+    let t = Instant::now();
+    rt.stop(&a, true).await.unwrap();
+    eprintln!("stop of a frozen sandbox: {:?}", t.elapsed());
+    assert_eq!(rt.running(&a), None);
+    let ra = rt.start(&spec(&a, image.clone(), 512)).await.unwrap();
+    assert_eq!(sh(&ra, "echo up").0.trim(), "up");
+
     rt.destroy(&a).await.unwrap();
     rt.destroy(&b).await.unwrap();
     assert!(!data.path().join("sandboxes").join(&a).exists());

@@ -328,7 +328,14 @@ impl Manager {
                     me.restore_and_boot(&mut row).await?;
                     return Ok(row);
                 }
-                state::STOPPED | state::ERROR => {}
+                state::STOPPED => {}
+                state::ERROR => {
+                    // Whatever an error left running (a sandbox a failed thaw left frozen,
+                    // say) goes first: a sandbox has one PID 1.
+                    if let Err(e) = me.runtime.stop(&id, true).await {
+                        tracing::warn!("start: clearing {id} failed: {e}");
+                    }
+                }
                 s => {
                     return Err(ApiError::conflict(format!(
                         "Sandbox {id} cannot be started in state {s}"

@@ -6,7 +6,8 @@
 //! actions, backing off exponentially per sandbox (one tick, doubling, at most
 //! [`MAX_BACKOFF`]), so a sandbox that cannot boot costs one attempt per five minutes, not a
 //! loop. A sandbox whose PID 1 died while it ran ([`EXITED`]) is not booted again unasked: its
-//! own code may have ended it, and the user decides (`start`, `recover` or delete).
+//! own code may have ended it, and the user decides (`start`, `recover` or delete). Nor is a
+//! sandbox whose PID 1 still runs (one a failed thaw left frozen): booting would kill it.
 //! Transitions caught half-way by a crash are settled at start-up
 //! ([`Manager::reconcile_at_start`]); the first tick runs right after, so a create that a crash
 //! interrupted is finished then.
@@ -65,7 +66,10 @@ impl Manager {
         let mut done = 0;
         for row in rows {
             let desired = row.desired_state.as_str();
-            let boot = desired == state::STARTED && row.error_reason.as_deref() != Some(EXITED);
+            // Re-boot only what has no process left: booting kills whatever still runs.
+            let boot = desired == state::STARTED
+                && row.error_reason.as_deref() != Some(EXITED)
+                && self.runtime.running(&row.id).is_none();
             if !boot && ![state::STOPPED, state::DESTROYED].contains(&desired) {
                 continue;
             }
