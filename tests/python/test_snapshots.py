@@ -153,6 +153,45 @@ def test_default_image_is_a_general_snapshot(daytona, server):
             daytona.snapshot.delete(m.name)
 
 
+def test_snapshot_entrypoint_runs_in_its_sandboxes(daytona, server):
+    n = sname("entry")
+    argv = ["sh", "-c", "echo started > /tmp/entry-ran; echo entry-out; echo entry-err >&2; exec sleep 100000"]
+    with pytest.raises(DaytonaBadRequestError, match="entrypoint"):
+        daytona.snapshot.create(CreateSnapshotParams(name=sname("bad"), image=DEFAULT_IMAGE, entrypoint=[""]))
+    snap = daytona.snapshot.create(CreateSnapshotParams(name=n, image=DEFAULT_IMAGE, entrypoint=argv))
+    assert snap.entrypoint == argv
+    sb = daytona.create(CreateSandboxFromSnapshotParams(snapshot=n))
+    copy = None
+    try:
+        def logs():
+            return sb.process.get_entrypoint_logs()
+
+        assert wait_until(lambda: logs().stdout == "entry-out\n", 30, 0.1), logs()
+        assert logs().stderr == "entry-err\n"
+        session = sb.process.get_entrypoint_session()
+        assert len(session.commands) == 1 and "exec sleep 100000" in session.commands[0].command
+        assert session.commands[0].exit_code is None, "still running"
+        assert run(sb, "cat /tmp/entry-ran") == "started"
+        assert "entrypoint" not in [s.session_id for s in sb.process.list_sessions()]
+
+        # It runs again on every boot.
+        run(sb, "rm /tmp/entry-ran")
+        sb.stop()
+        sb.start()
+        assert wait_until(lambda: logs().stdout == "entry-out\n", 30, 0.1), logs()
+        assert run(sb, "cat /tmp/entry-ran") == "started"
+
+        # A snapshot of the sandbox keeps the entrypoint, as an image built on another would.
+        copy = sname("entry-copy")
+        sb.create_snapshot(copy)
+        assert daytona.snapshot.get(copy).entrypoint == argv
+    finally:
+        sb.delete()
+        if copy:
+            daytona.snapshot.delete(copy)
+        daytona.snapshot.delete(n)
+
+
 def test_rejected_requests_change_nothing(daytona, server):
     taken = daytona.snapshot.create(CreateSnapshotParams(name=sname(), image=DEFAULT_IMAGE))
     sb = daytona.create()

@@ -56,6 +56,7 @@ async fn main() {
     };
     let opts = cove_agent::AgentOptions {
         work_dir: Some(work.clone()),
+        ..Default::default()
     };
     tokio::spawn(cove_agent::serve(
         listener,

@@ -43,6 +43,9 @@ pub struct AgentConfig {
 pub struct AgentOptions {
     /// Work dir for relative paths and commands (the image's WORKDIR); default: the user's home.
     pub work_dir: Option<PathBuf>,
+    /// A command started at boot in the `entrypoint` session (an image's entrypoint); empty
+    /// for none.
+    pub entrypoint: Vec<String>,
 }
 
 /// The toolbox API as an axum router (state resolved now; starts the reaper on first spawn).
@@ -53,10 +56,19 @@ pub fn router(cfg: AgentConfig) -> Router {
 /// [`router`] with [`AgentOptions`].
 pub fn router_with(cfg: AgentConfig, opts: AgentOptions) -> Router {
     let st = Arc::new(AgentState::new(cfg.env, cfg.user, opts.work_dir));
+    let sessions = Arc::new(session::service::Sessions::new());
+    if !opts.entrypoint.is_empty() {
+        let (s, st, argv) = (sessions.clone(), st.clone(), opts.entrypoint);
+        tokio::spawn(async move {
+            if let Err(e) = s.start_entrypoint(&st, &argv).await {
+                eprintln!("cove-agent: entrypoint {argv:?} not started: {e}");
+            }
+        });
+    }
     Router::new()
         .merge(info::routes())
         .merge(process::routes())
-        .merge(session::routes())
+        .merge(session::routes(sessions))
         .merge(git::routes())
         .merge(pty::routes())
         .merge(interpreter::routes())

@@ -44,6 +44,7 @@ async fn start() -> Agent {
         cfg,
         AgentOptions {
             work_dir: Some(work.clone()),
+            ..Default::default()
         },
     );
     tokio::spawn(serve(listener, router));

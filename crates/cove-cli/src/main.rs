@@ -12,11 +12,15 @@ use clap::{Parser, Subcommand};
 
 /// Runs inside a fresh sandbox as its PID 1: the toolbox agent.
 fn serve(listener: std::os::unix::net::UnixListener, info: cove_runtime::init::AgentInfo) -> i32 {
-    cove_agent::run_blocking(
+    cove_agent::run_blocking_with(
         listener,
         cove_agent::AgentConfig {
             env: info.env,
             user: info.user,
+        },
+        cove_agent::AgentOptions {
+            work_dir: None,
+            entrypoint: info.entrypoint,
         },
     )
 }

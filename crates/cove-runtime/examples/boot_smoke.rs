@@ -22,6 +22,7 @@ async fn main() {
         image: ImageRef {
             name: "smoke".into(),
             layers: vec![args[2].clone().into()],
+            entrypoint: Vec::new(),
         },
         env: BTreeMap::new(),
         user: "root".into(),

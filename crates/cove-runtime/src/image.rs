@@ -161,6 +161,7 @@ async fn build(
     let img = ImageRef {
         name: DEFAULT_IMAGE.into(),
         layers: vec![final_dir.join("rootfs")],
+        entrypoint: Vec::new(),
     };
     fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).ctx("chmod", &tmp)?;
     let json = tmp.join("image.json");

@@ -50,6 +50,10 @@ pub struct RuntimeConfig {
 pub struct ImageRef {
     pub name: String,
     pub layers: Vec<PathBuf>,
+    /// The command a sandbox of this image runs at boot (a snapshot's `entrypoint`), in the
+    /// agent's `entrypoint` session; empty for none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entrypoint: Vec<String>,
 }
 
 /// What a sandbox is booted with.

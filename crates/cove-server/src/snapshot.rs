@@ -62,6 +62,7 @@ impl Manager {
             snapshot_state::ACTIVE | snapshot_state::INACTIVE => Ok(ImageRef {
                 name: snap.name.clone(),
                 layers: snap.layer_paths(),
+                entrypoint: snap.entrypoint_argv(),
             }),
             s => Err(format!("snapshot {} is {s}", snap.name)),
         }
@@ -90,6 +91,9 @@ impl Manager {
                 .await
                 .map_err(|e| ApiError::internal(format!("cannot resolve the sandbox's image: {e}")))?;
             let snap_id = uuid::Uuid::new_v4().to_string();
+            // Like an image built on another, the snapshot keeps its base's entrypoint.
+            let entrypoint = (!base.entrypoint.is_empty())
+                .then(|| serde_json::to_string(&base.entrypoint).unwrap_or_else(|_| "[]".into()));
             let mut layers = base.layers;
             layers.push(me.runtime.layer_dir(&snap_id));
             let now = crate::now();
@@ -105,7 +109,7 @@ impl Manager {
                 mem: row.memory,
                 disk: row.disk,
                 size: None,
-                entrypoint: None,
+                entrypoint,
                 source_sandbox_id: Some(row.id.clone()),
                 layers: serde_json::to_string(&layers).unwrap_or_else(|_| "[]".into()),
                 error_reason: None,

@@ -67,6 +67,7 @@ pub(crate) async fn start() -> Agent {
         cfg,
         AgentOptions {
             work_dir: Some(work.clone()),
+            ..Default::default()
         },
     );
     tokio::spawn(serve(listener, router));
@@ -375,6 +376,7 @@ async fn credentials_reach_git_through_askpass_only() {
         cfg,
         AgentOptions {
             work_dir: Some(a.work.clone()),
+            ..Default::default()
         },
     );
     tokio::spawn(serve(listener, router));

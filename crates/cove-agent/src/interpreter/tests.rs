@@ -286,6 +286,7 @@ async fn context_routes() {
     };
     let opts = crate::AgentOptions {
         work_dir: Some(work.clone()),
+        ..Default::default()
     };
     tokio::spawn(crate::serve(listener, crate::router_with(cfg, opts)));
     let base = "/process/interpreter/context";

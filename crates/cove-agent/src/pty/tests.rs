@@ -37,6 +37,7 @@ async fn start() -> Agent {
     };
     let opts = AgentOptions {
         work_dir: Some(work.clone()),
+        ..Default::default()
     };
     tokio::spawn(serve(listener, router_with(cfg, opts)));
     Agent {

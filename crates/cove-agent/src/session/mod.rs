@@ -25,7 +25,8 @@ use types::{
     SessionExecuteResponse, SessionInfo,
 };
 
-/// The id of the (always empty) entrypoint session: sandboxes have no entrypoint command.
+/// The id of the entrypoint session: the image's entrypoint command, started at boot (empty
+/// when the image has none).
 pub const ENTRYPOINT: &str = "entrypoint";
 
 /// Errors of session operations.
@@ -68,7 +69,7 @@ impl From<SessionError> for ApiError {
 
 type Shared = Extension<Arc<Sessions>>;
 
-pub fn routes() -> Router<SharedState> {
+pub fn routes(sessions: Arc<Sessions>) -> Router<SharedState> {
     Router::new()
         .route("/process/session", post(create).get(list))
         .route("/process/session/entrypoint", get(entrypoint))
@@ -78,7 +79,7 @@ pub fn routes() -> Router<SharedState> {
         .route("/process/session/{sid}/command/{cid}", get(get_command))
         .route("/process/session/{sid}/command/{cid}/logs", get(logs))
         .route("/process/session/{sid}/command/{cid}/input", post(input))
-        .layer(Extension(Arc::new(Sessions::new())))
+        .layer(Extension(sessions))
 }
 
 async fn create(
@@ -184,20 +185,27 @@ async fn input(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn entrypoint() -> Response {
-    let info = SessionInfo {
-        session_id: ENTRYPOINT.to_string(),
-        commands: vec![],
-    };
+async fn entrypoint(Extension(s): Shared) -> Response {
+    let info = s.get(ENTRYPOINT).map_or_else(
+        |_| SessionInfo {
+            session_id: ENTRYPOINT.to_string(),
+            commands: vec![],
+        },
+        |sess| sess.info(),
+    );
     json_response(StatusCode::OK, &info)
 }
 
+/// The entrypoint command's logs (empty when the image has none).
 async fn entrypoint_logs(
+    Extension(s): Shared,
     QueryParams(q): QueryParams<LogsQuery>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    match upgrade {
-        Ok(up) => ws::follow(up, None, q.follow()),
-        Err(_) => json_response(StatusCode::OK, &CommandLogs::default()),
+    let cmd = s.get(ENTRYPOINT).ok().and_then(|sess| sess.first_command());
+    match (upgrade, cmd) {
+        (Ok(up), cmd) => ws::follow(up, cmd, q.follow()),
+        (Err(_), Some(cmd)) => json_response(StatusCode::OK, &cmd.logs()),
+        (Err(_), None) => json_response(StatusCode::OK, &CommandLogs::default()),
     }
 }

@@ -189,7 +189,12 @@ impl Cmd {
 }
 
 fn shell_quote(p: &Path) -> String {
-    format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
+    quote(&p.display().to_string())
+}
+
+/// `s` as one shell word.
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 impl Session {
@@ -202,6 +207,11 @@ impl Session {
                 .map(|c| c.info())
                 .collect(),
         }
+    }
+
+    /// The session's first command (in the entrypoint session, the entrypoint).
+    pub fn first_command(&self) -> Option<Arc<Cmd>> {
+        lock(&self.inner).commands.first().cloned()
     }
 
     pub fn command(&self, id: &str) -> Option<Arc<Cmd>> {
@@ -388,16 +398,40 @@ impl Sessions {
             .ok_or_else(|| SessionError::NotFound(id.to_string()))
     }
 
+    /// The sessions users made (not the entrypoint's).
     pub fn list(&self) -> Vec<SessionInfo> {
-        let mut v: Vec<SessionInfo> = lock(&self.map).values().map(|s| s.info()).collect();
+        let mut v: Vec<SessionInfo> = lock(&self.map)
+            .values()
+            .filter(|s| s.id != super::ENTRYPOINT)
+            .map(|s| s.info())
+            .collect();
         v.sort_by(|a, b| a.session_id.cmp(&b.session_id));
         v
     }
 
-    /// Starts the shell of a new session `id`.
+    /// Starts the shell of a new session `id` (not `entrypoint`: the agent's own).
     pub fn create(&self, st: &SharedState, id: &str) -> Result<(), SessionError> {
+        if id == super::ENTRYPOINT {
+            return Err(SessionError::Exists(id.to_string()));
+        }
+        self.create_any(st, id)
+    }
+
+    /// Starts the `entrypoint` session and runs `argv` (an image's entrypoint) in it, as the
+    /// sandbox's default user; its output is the entrypoint's logs.
+    pub async fn start_entrypoint(
+        &self,
+        st: &SharedState,
+        argv: &[String],
+    ) -> Result<Arc<Cmd>, SessionError> {
+        self.create_any(st, super::ENTRYPOINT)?;
+        let line = argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ");
+        self.get(super::ENTRYPOINT)?.exec(st, line, false).await
+    }
+
+    fn create_any(&self, st: &SharedState, id: &str) -> Result<(), SessionError> {
         let mut map = lock(&self.map);
-        if map.contains_key(id) || id == super::ENTRYPOINT {
+        if map.contains_key(id) {
             return Err(SessionError::Exists(id.to_string()));
         }
         let io = SessionError::Io;

@@ -19,6 +19,10 @@ struct Agent {
 }
 
 async fn start() -> Agent {
+    start_with_entrypoint(Vec::new()).await
+}
+
+async fn start_with_entrypoint(entrypoint: Vec<String>) -> Agent {
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("work");
     let sock = dir.path().join("agent.sock");
@@ -31,6 +35,7 @@ async fn start() -> Agent {
         cfg,
         AgentOptions {
             work_dir: Some(work),
+            entrypoint,
         },
     );
     tokio::spawn(serve(listener, router));
@@ -350,4 +355,58 @@ async fn entrypoint_is_empty() {
         .follow("/process/session/entrypoint/logs?follow=true")
         .await;
     assert_eq!((payload.len(), code), (0, 1000));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn entrypoint_runs_at_start_with_its_logs() {
+    let argv = [
+        "sh",
+        "-c",
+        "echo \"out $0\"; echo err >&2; sleep 30",
+        "it's",
+    ];
+    let a = start_with_entrypoint(argv.iter().map(|s| s.to_string()).collect()).await;
+    let mut info = Value::Null;
+    for _ in 0..200 {
+        info = a
+            .call(Method::GET, "/process/session/entrypoint", None)
+            .await
+            .1;
+        if info["commands"].as_array().is_some_and(|c| !c.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let cmd = &info["commands"][0];
+    assert_eq!(
+        cmd["command"], r#"'sh' '-c' 'echo "out $0"; echo err >&2; sleep 30' 'it'\''s'"#,
+        "{info}"
+    );
+    assert!(cmd.get("exitCode").is_none(), "still running: {info}");
+    let mut logs = Value::Null;
+    for _ in 0..200 {
+        logs = a
+            .call(Method::GET, "/process/session/entrypoint/logs", None)
+            .await
+            .1;
+        if logs["stderr"] == "err\n" && logs["stdout"] == "out it's\n" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        (&logs["stdout"], &logs["stderr"]),
+        (&json!("out it's\n"), &json!("err\n"))
+    );
+    // The user's sessions do not list it, and its name stays reserved.
+    let (_, list) = a.call(Method::GET, "/process/session", None).await;
+    assert_eq!(list, json!([]));
+    let (st, _) = a
+        .call(
+            Method::POST,
+            "/process/session",
+            Some(json!({"sessionId": "entrypoint"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT);
 }

@@ -55,6 +55,7 @@ pub fn run(
             let info = AgentInfo {
                 env: req.spec.env.clone(),
                 user: req.spec.user.clone(),
+                entrypoint: req.spec.image.entrypoint.clone(),
             };
             std::process::exit(serve(listener, info))
         }

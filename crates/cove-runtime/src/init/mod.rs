@@ -44,6 +44,8 @@ pub const LISTEN_FD: i32 = 3;
 pub struct AgentInfo {
     pub env: BTreeMap<String, String>,
     pub user: String,
+    /// The image's entrypoint, started by the agent at boot (empty: none).
+    pub entrypoint: Vec<String>,
 }
 
 /// The JSON document `__sandbox-init` reads on stdin.

@@ -92,6 +92,20 @@ fn general_dto(st: &AppState, name: &str) -> SnapshotDto {
     }
 }
 
+/// A snapshot's `entrypoint`: `None` or `[]` for none; else a program (non-empty) and its
+/// arguments, none holding a NUL byte (they become one shell command line).
+fn check_entrypoint(e: Option<Vec<String>>) -> Result<Option<Vec<String>>, ApiError> {
+    let Some(argv) = e.filter(|a| !a.is_empty()) else {
+        return Ok(None);
+    };
+    if argv[0].trim().is_empty() || argv.iter().any(|a| a.contains('\0')) {
+        return Err(ApiError::bad_request(format!(
+            "entrypoint must name a program and hold no NUL bytes, got {argv:?}"
+        )));
+    }
+    Ok(Some(argv))
+}
+
 /// 400 for a request that would change the default image.
 fn not_the_default(id: &str, what: &str) -> Result<(), ApiError> {
     if is_default(id) {
@@ -154,20 +168,22 @@ pub async fn create(
     let mem = check_range("memory", req.memory, 1, 256, 1)?;
     let disk = check_range("disk", req.disk, 1, 1024, 3)?;
     let gpu = check_range("gpu", req.gpu, 0, 0, 0)?;
+    let entrypoint = check_entrypoint(req.entrypoint)?;
     // The base cannot be deleted between being read here and the insert below.
     let _gate = st.snapshot_gate.read().await;
-    let layers = if is_default(&image) {
-        st.manager
+    let (layers, base_entrypoint) = if is_default(&image) {
+        let img = st
+            .manager
             .image()
             .await
-            .map_err(|e| ApiError::internal(format!("default image: {e}")))?
-            .layers
+            .map_err(|e| ApiError::internal(format!("default image: {e}")))?;
+        (img.layers, img.entrypoint)
     } else {
         match snapshots::by_name(&st.pool, &org, &image).await? {
             Some(s)
                 if s.state == snapshot_state::ACTIVE || s.state == snapshot_state::INACTIVE =>
             {
-                s.layer_paths()
+                (s.layer_paths(), s.entrypoint_argv())
             }
             Some(s) => {
                 return Err(ApiError::bad_request(format!(
@@ -197,8 +213,9 @@ pub async fn create(
         mem,
         disk,
         size: None,
-        entrypoint: req
-            .entrypoint
+        // Without one of its own, the snapshot keeps its base's entrypoint.
+        entrypoint: entrypoint
+            .or((!base_entrypoint.is_empty()).then_some(base_entrypoint))
             .map(|e| serde_json::to_string(&e).unwrap_or_else(|_| "[]".into())),
         source_sandbox_id: None,
         layers: serde_json::to_string(&layers).unwrap_or_else(|_| "[]".into()),

@@ -35,6 +35,14 @@ impl SnapshotRow {
     pub fn layer_paths(&self) -> Vec<PathBuf> {
         serde_json::from_str(&self.layers).unwrap_or_default()
     }
+
+    /// The command sandboxes of this snapshot run at boot; empty for none.
+    pub fn entrypoint_argv(&self) -> Vec<String> {
+        self.entrypoint
+            .as_deref()
+            .and_then(|e| serde_json::from_str(e).ok())
+            .unwrap_or_default()
+    }
 }
 
 /// Sort fields of `GET /snapshots?sort=` and their columns.
