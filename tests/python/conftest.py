@@ -62,11 +62,12 @@ def mounts_under(root: str) -> list:
     return sorted(out, key=lambda m: m.count("/"), reverse=True)
 
 
-def cleanup_data_dir(root: str):
+def cleanup_data_dir(root: str, data=None):
     """After the server is gone: kills the sandboxes it left running (their PID 1, checked
     against the recorded start time), removes their cgroups and lazily unmounts everything
-    under `root` (their disks), so no process, mount or loop device outlives the test."""
-    sandboxes = Path(root) / "data" / "sandboxes"
+    under `root` (their disks), so no process, mount or loop device outlives the test. `data`
+    is the data dir when it is not `root`/data."""
+    sandboxes = Path(data or Path(root) / "data") / "sandboxes"
     ids = [d.name for d in sandboxes.iterdir()] if sandboxes.is_dir() else []
     for sid in ids:
         try:
@@ -100,7 +101,7 @@ def _try_rmdir(d: Path) -> bool:
 
 
 class Server:
-    def __init__(self, extra_args=(), env=None):
+    def __init__(self, extra_args=(), env=None, data_dir=None):
         target = os.environ.get("CARGO_TARGET_DIR", str(REPO / "target"))
         self.bin = os.environ.get("COVE_BIN", str(Path(target) / "debug" / "cove"))
         self.root = tempfile.TemporaryDirectory(prefix="cove-pytest-")
@@ -108,6 +109,7 @@ class Server:
         self.key = "py-" + secrets.token_hex(12)
         self.api_url = f"http://127.0.0.1:{self.port}/api"
         self.log_path = Path(self.root.name) / "server.log"
+        self.data = Path(data_dir) if data_dir else Path(self.root.name) / "data"
         images = os.environ.get("COVE_IMAGES_DIR", "/var/cache/cove/images")
         env = dict(os.environ, **(env or {}), COVE_API_KEY=self.key)
         env.pop("COVE_API_URL", None)
@@ -116,7 +118,7 @@ class Server:
             [
                 self.bin, "server",
                 "--listen", f"127.0.0.1:{self.port}",
-                "--data-dir", str(Path(self.root.name) / "data"),
+                "--data-dir", str(self.data),
                 "--images-dir", images,
                 *extra_args,
             ],
@@ -139,7 +141,8 @@ class Server:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")[-8000:]
 
-    def stop(self):
+    def terminate(self):
+        """Stops the server process (SIGTERM), leaving its data dir as it is."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -147,8 +150,11 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def stop(self):
+        self.terminate()
         self.log.close()
-        cleanup_data_dir(self.root.name)
+        cleanup_data_dir(self.root.name, self.data)
         self.root.cleanup()
 
 

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import wait_until
+from conftest import Server, cleanup_data_dir, wait_until
 from daytona import (
+    Daytona,
+    DaytonaConfig,
     CreateSandboxFromSnapshotParams,
     CreateSnapshotParams,
     DaytonaBadRequestError,
@@ -190,6 +192,44 @@ def test_snapshot_entrypoint_runs_in_its_sandboxes(daytona, server):
         if copy:
             daytona.snapshot.delete(copy)
         daytona.snapshot.delete(n)
+
+
+def test_a_moved_data_dir_keeps_snapshots_and_sandboxes():
+    """The store names layers relative to the data dir: after the server's data dir moves, a
+    snapshot still boots sandboxes with its files, and a stopped sandbox starts with its own."""
+    first = Server()
+    moved = Path(first.root.name) / "moved-data"
+    second = None
+    try:
+        d = Daytona(DaytonaConfig(api_key=first.key, api_url=first.api_url))
+        src = d.create()
+        run(src, "echo from-the-snapshot > $HOME/snap.txt")
+        name = sname("moved")
+        src.create_snapshot(name)
+        src.delete()
+        kept = d.create()
+        run(kept, "echo my-own > $HOME/own.txt")
+        kept.stop()
+        first.terminate()
+        os.rename(first.data, moved)
+
+        second = Server(data_dir=moved)
+        # The first server's key is stored in the data dir, so it still works.
+        d = Daytona(DaytonaConfig(api_key=first.key, api_url=second.api_url))
+        sb = d.create(CreateSandboxFromSnapshotParams(snapshot=name))
+        assert run(sb, "cat $HOME/snap.txt") == "from-the-snapshot"
+        sb.delete()
+        kept = d.get(kept.id)
+        kept.start()
+        assert run(kept, "cat $HOME/own.txt") == "my-own"
+        kept.delete()
+        d.snapshot.delete(name)
+    finally:
+        if second:
+            second.stop()
+        first.log.close()
+        cleanup_data_dir(first.root.name, moved)
+        first.root.cleanup()
 
 
 def test_rejected_requests_change_nothing(daytona, server):

@@ -24,6 +24,11 @@ use crate::ImageRef;
 
 /// Name of the default image.
 pub const DEFAULT_IMAGE: &str = "default";
+
+/// Where the default image's layers are (or will be, once built) under `images_dir`.
+pub fn default_layers(images_dir: &Path) -> Vec<PathBuf> {
+    vec![images_dir.join(DEFAULT_IMAGE).join("rootfs")]
+}
 /// Env var overriding debootstrap's default mirror.
 pub const MIRROR_ENV: &str = "COVE_DEBIAN_MIRROR";
 
@@ -43,9 +48,13 @@ umount /proc
 ";
 
 /// The image recorded in `dir/image.json`, if the build finished.
-fn read_image(dir: &Path) -> Option<ImageRef> {
-    let s = fs::read_to_string(dir.join("image.json")).ok()?;
-    serde_json::from_str(&s).ok()
+/// The finished default image under `images_dir`, if any. Its `image.json` marks a finished
+/// build; the layers are where the images dir is now (it may have moved since the build).
+fn read_image(images_dir: &Path) -> Option<ImageRef> {
+    let s = fs::read_to_string(images_dir.join(DEFAULT_IMAGE).join("image.json")).ok()?;
+    let mut img: ImageRef = serde_json::from_str(&s).ok()?;
+    img.layers = default_layers(images_dir);
+    Some(img)
 }
 
 /// Returns the default image, building it first if needed (see module docs).
@@ -54,7 +63,7 @@ pub async fn ensure_default(
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<ImageRef, RuntimeError> {
     let final_dir = images_dir.join(DEFAULT_IMAGE);
-    if let Some(img) = read_image(&final_dir) {
+    if let Some(img) = read_image(images_dir) {
         return Ok(img);
     }
     fs::create_dir_all(images_dir).ctx("create", images_dir)?;
@@ -72,7 +81,7 @@ pub async fn ensure_default(
     .await
     .map_err(|e| RuntimeError::Other(format!("image lock task: {e}")))??;
     // Someone else may have finished while we waited.
-    if let Some(img) = read_image(&final_dir) {
+    if let Some(img) = read_image(images_dir) {
         return Ok(img);
     }
     let result = build(images_dir, &final_dir, progress).await;
@@ -160,7 +169,7 @@ async fn build(
 
     let img = ImageRef {
         name: DEFAULT_IMAGE.into(),
-        layers: vec![final_dir.join("rootfs")],
+        layers: default_layers(images_dir),
         entrypoint: Vec::new(),
     };
     fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).ctx("chmod", &tmp)?;

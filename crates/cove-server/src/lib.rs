@@ -119,6 +119,11 @@ pub async fn app(
     manager.no_new_privs = cfg.no_new_privs;
     manager.minute = std::time::Duration::from_secs(cfg.minute_secs.max(1));
     let manager = Arc::new(manager);
+    // Before the sweep of unused layers in reconcile_at_start: rows naming host paths.
+    let migrated = store::layers::migrate(&pool).await?;
+    if migrated > 0 {
+        tracing::info!("snapshots: {migrated} rows now name their layers without host paths");
+    }
     manager.reconcile_at_start().await?;
     manager.spawn_sweep_archives();
     let state = api::AppState {

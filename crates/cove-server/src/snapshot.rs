@@ -20,6 +20,7 @@
 //! After a crash [`Manager::reconcile_snapshots`] marks unfinished snapshots `error` and
 //! removes layer dirs no snapshot lists; `lifecycle.rs` settles the `snapshotting` sandbox.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use cove_runtime::ImageRef;
@@ -29,6 +30,7 @@ use cove_types::snapshot::snapshot_state;
 use crate::error::ApiError;
 use crate::failpoint;
 use crate::lifecycle::Manager;
+use crate::store::layers;
 use crate::store::sandboxes::{self, SandboxRow};
 use crate::store::snapshots::{self, SnapshotRow};
 
@@ -51,21 +53,54 @@ pub fn is_default(name: &str) -> bool {
 impl Manager {
     /// The layers sandbox `row` boots from: the default image, or its snapshot's layers.
     pub(crate) async fn image_for(&self, row: &SandboxRow) -> Result<ImageRef, String> {
+        let (name, entries, entrypoint) = self.stored_image_for(row).await?;
+        Ok(ImageRef {
+            name,
+            layers: self.resolve_layers(&entries).await?,
+            entrypoint,
+        })
+    }
+
+    /// Sandbox `row`'s image as stored: its name, layer entries (see `store/layers.rs`) and
+    /// entrypoint.
+    async fn stored_image_for(
+        &self,
+        row: &SandboxRow,
+    ) -> Result<(String, Vec<String>, Vec<String>), String> {
         if is_default(&row.snapshot) {
-            return self.image().await;
+            return Ok((
+                row.snapshot.clone(),
+                vec![layers::DEFAULT.into()],
+                Vec::new(),
+            ));
         }
         let snap = snapshots::by_name(&self.pool, &row.org_id, &row.snapshot)
             .await
             .map_err(|e| format!("store error: {e}"))?
             .ok_or_else(|| format!("snapshot {} no longer exists", row.snapshot))?;
         match snap.state.as_str() {
-            snapshot_state::ACTIVE | snapshot_state::INACTIVE => Ok(ImageRef {
-                name: snap.name.clone(),
-                layers: snap.layer_paths(),
-                entrypoint: snap.entrypoint_argv(),
-            }),
+            snapshot_state::ACTIVE | snapshot_state::INACTIVE => Ok((
+                snap.name.clone(),
+                snap.layer_entries(),
+                snap.entrypoint_argv(),
+            )),
             s => Err(format!("snapshot {} is {s}", snap.name)),
         }
+    }
+
+    /// Host directories of stored layer entries (waiting for the default image if they
+    /// name it).
+    pub(crate) async fn resolve_layers(&self, entries: &[String]) -> Result<Vec<PathBuf>, String> {
+        let default = if entries.iter().any(|e| e == layers::DEFAULT) {
+            self.image().await?.layers
+        } else {
+            Vec::new()
+        };
+        Ok(layers::resolve(
+            entries,
+            &self.runtime.cfg.data_dir,
+            &default,
+        ))
     }
 
     /// Starts a snapshot named `name` of sandbox `id` (started or stopped); returns the
@@ -86,16 +121,15 @@ impl Manager {
                     "Sandbox {id} cannot be snapshotted in state {prev}; it must be started or stopped"
                 )));
             }
-            let base = me
-                .image_for(&row)
+            let (_, mut entries, base_entrypoint) = me
+                .stored_image_for(&row)
                 .await
                 .map_err(|e| ApiError::internal(format!("cannot resolve the sandbox's image: {e}")))?;
             let snap_id = uuid::Uuid::new_v4().to_string();
             // Like an image built on another, the snapshot keeps its base's entrypoint.
-            let entrypoint = (!base.entrypoint.is_empty())
-                .then(|| serde_json::to_string(&base.entrypoint).unwrap_or_else(|_| "[]".into()));
-            let mut layers = base.layers;
-            layers.push(me.runtime.layer_dir(&snap_id));
+            let entrypoint = (!base_entrypoint.is_empty())
+                .then(|| serde_json::to_string(&base_entrypoint).unwrap_or_else(|_| "[]".into()));
+            entries.push(layers::own(&snap_id));
             let now = crate::now();
             let snap = SnapshotRow {
                 seq: 0,
@@ -111,7 +145,7 @@ impl Manager {
                 size: None,
                 entrypoint,
                 source_sandbox_id: Some(row.id.clone()),
-                layers: serde_json::to_string(&layers).unwrap_or_else(|_| "[]".into()),
+                layers: serde_json::to_string(&entries).unwrap_or_else(|_| "[]".into()),
                 error_reason: None,
                 created_at: now.clone(),
                 updated_at: now,
@@ -259,8 +293,7 @@ impl Manager {
             let name = e.file_name().to_string_lossy().into_owned();
             // `.tmp-<id>` is an unfinished copy of <id> (which then does not exist yet).
             let bare = name.strip_prefix(".tmp-").unwrap_or(&name);
-            let layer = self.runtime.layer_dir(bare);
-            if snapshots::layer_in_use(&self.pool, &layer.to_string_lossy()).await? {
+            if snapshots::layer_in_use(&self.pool, &layers::own(bare)).await? {
                 continue;
             }
             tracing::info!("reconcile: removing unused layer {}", e.path().display());

@@ -20,6 +20,7 @@ use crate::auth::Org;
 use crate::error::{parse_json, ApiError};
 use crate::lifecycle::ImageState;
 use crate::snapshot::{insert_snapshot, is_default, DEFAULT_SNAPSHOTS};
+use crate::store::layers;
 use crate::store::snapshots::{self, ListQuery, SnapshotRow, SORT_FIELDS};
 
 const DEFAULT_LIMIT: i64 = 100;
@@ -171,19 +172,20 @@ pub async fn create(
     let entrypoint = check_entrypoint(req.entrypoint)?;
     // The base cannot be deleted between being read here and the insert below.
     let _gate = st.snapshot_gate.read().await;
-    let (layers, base_entrypoint) = if is_default(&image) {
+    let (entries, base_entrypoint) = if is_default(&image) {
+        // Built (or found) now, so that the snapshot is usable once it is `active`.
         let img = st
             .manager
             .image()
             .await
             .map_err(|e| ApiError::internal(format!("default image: {e}")))?;
-        (img.layers, img.entrypoint)
+        (vec![layers::DEFAULT.to_string()], img.entrypoint)
     } else {
         match snapshots::by_name(&st.pool, &org, &image).await? {
             Some(s)
                 if s.state == snapshot_state::ACTIVE || s.state == snapshot_state::INACTIVE =>
             {
-                (s.layer_paths(), s.entrypoint_argv())
+                (s.layer_entries(), s.entrypoint_argv())
             }
             Some(s) => {
                 return Err(ApiError::bad_request(format!(
@@ -218,7 +220,7 @@ pub async fn create(
             .or((!base_entrypoint.is_empty()).then_some(base_entrypoint))
             .map(|e| serde_json::to_string(&e).unwrap_or_else(|_| "[]".into())),
         source_sandbox_id: None,
-        layers: serde_json::to_string(&layers).unwrap_or_else(|_| "[]".into()),
+        layers: serde_json::to_string(&entries).unwrap_or_else(|_| "[]".into()),
         error_reason: None,
         created_at: now.clone(),
         updated_at: now,
@@ -354,20 +356,15 @@ pub async fn delete(
         )));
     }
     let runtime = &st.manager.runtime;
-    let own = runtime.cfg.data_dir.join("layers");
-    for layer in snap.layer_paths() {
-        let (Some(name), true) = (layer.file_name(), layer.parent() == Some(own.as_path())) else {
-            continue; // an image's layer, not ours
+    for entry in snap.layer_entries() {
+        let Some(id) = layers::own_id(&entry) else {
+            continue; // the default image's layers, not a snapshot's
         };
-        if snapshots::layer_in_use(&st.pool, &layer.to_string_lossy()).await? {
+        if snapshots::layer_in_use(&st.pool, &entry).await? {
             continue;
         }
-        if let Err(e) = runtime.remove_layer(&name.to_string_lossy()).await {
-            tracing::warn!(
-                "snapshot {}: cannot remove layer {}: {e}",
-                snap.id,
-                layer.display()
-            );
+        if let Err(e) = runtime.remove_layer(id).await {
+            tracing::warn!("snapshot {}: cannot remove layer {entry}: {e}", snap.id);
         }
     }
     Ok(())

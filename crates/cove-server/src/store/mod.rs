@@ -3,6 +3,7 @@
 pub mod access;
 pub mod archives;
 pub mod keys;
+pub mod layers;
 pub mod sandboxes;
 pub mod snapshots;
 pub mod volumes;

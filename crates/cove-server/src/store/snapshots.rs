@@ -1,8 +1,6 @@
 //! The `snapshots` table: one row per snapshot; sandboxes refer to a snapshot by name in
 //! their `snapshot` column (names are unique per organization).
 
-use std::path::PathBuf;
-
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 /// A snapshot as stored.
@@ -23,7 +21,7 @@ pub struct SnapshotRow {
     /// JSON array of strings, or None.
     pub entrypoint: Option<String>,
     pub source_sandbox_id: Option<String>,
-    /// JSON array of host directories, lowest first.
+    /// JSON array of layer references, lowest first (see `layers.rs`).
     pub layers: String,
     pub error_reason: Option<String>,
     pub created_at: String,
@@ -32,7 +30,8 @@ pub struct SnapshotRow {
 }
 
 impl SnapshotRow {
-    pub fn layer_paths(&self) -> Vec<PathBuf> {
+    /// Its layers as stored (`@default`, `layers/<id>`; see `layers.rs`), lowest first.
+    pub fn layer_entries(&self) -> Vec<String> {
         serde_json::from_str(&self.layers).unwrap_or_default()
     }
 
@@ -251,13 +250,13 @@ pub async fn delete_unused(pool: &SqlitePool, row: &SnapshotRow) -> Result<bool,
     Ok(r.rows_affected() == 1)
 }
 
-/// Whether any snapshot (any organization) still lists layer `path`.
-pub async fn layer_in_use(pool: &SqlitePool, path: &str) -> Result<bool, sqlx::Error> {
+/// Whether any snapshot (any organization) still lists layer `entry` (as stored).
+pub async fn layer_in_use(pool: &SqlitePool, entry: &str) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM snapshots, json_each(snapshots.layers)
          WHERE json_each.value = ?)",
     )
-    .bind(path)
+    .bind(entry)
     .fetch_one(pool)
     .await
 }

@@ -61,8 +61,12 @@ async fn names_are_unique_per_org_and_found_by_id_or_name() {
     assert!(find(&pool, "o", "3").await.unwrap().is_none(), "other org");
     assert!(by_name(&pool, "o", "zz").await.unwrap().is_none());
     assert_eq!(
-        find(&pool, "o", "1").await.unwrap().unwrap().layer_paths(),
-        [PathBuf::from("/l")]
+        find(&pool, "o", "1")
+            .await
+            .unwrap()
+            .unwrap()
+            .layer_entries(),
+        ["/l"]
     );
 }
 
