@@ -38,6 +38,18 @@ fn v2_writes_freeze_and_waits_for_the_event() {
     thaw(&layout, "absent", TIMEOUT).unwrap();
 }
 
+/// A shell loop that appends to `out` every 5 ms until killed.
+fn ticking(out: &Path) -> std::process::Child {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "while :; do echo x >> {}; sleep 0.005; done",
+            out.display()
+        ))
+        .spawn()
+        .unwrap()
+}
+
 /// Size of a file that a shell loop appends to while it runs.
 fn size(p: &Path) -> u64 {
     fs::metadata(p).map(|m| m.len()).unwrap_or(0)
@@ -67,14 +79,7 @@ fn a_frozen_process_makes_no_progress_until_thawed() {
     let procs = layout.create(&RealSys, &id, limits).unwrap();
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("ticks");
-    let mut child = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "while :; do echo x >> {}; sleep 0.005; done",
-            out.display()
-        ))
-        .spawn()
-        .unwrap();
+    let mut child = ticking(&out);
     for p in &procs {
         fs::write(p, child.id().to_string()).unwrap();
     }
@@ -130,14 +135,7 @@ fn v2_freeze_on_the_hosts_v2_hierarchy() {
     let layout = Layout::V2 { root: root.clone() };
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("ticks");
-    let mut child = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "while :; do echo x >> {}; sleep 0.005; done",
-            out.display()
-        ))
-        .spawn()
-        .unwrap();
+    let mut child = ticking(&out);
     fs::write(dir.join("cgroup.procs"), child.id().to_string()).unwrap();
     let result = freeze_stops_and_thaw_resumes(&layout, id, &out);
     let _ = thaw(&layout, id, TIMEOUT);
