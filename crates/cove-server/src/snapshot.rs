@@ -90,7 +90,7 @@ impl Manager {
 
     /// Host directories of stored layer entries (waiting for the default image if they
     /// name it).
-    pub(crate) async fn resolve_layers(&self, entries: &[String]) -> Result<Vec<PathBuf>, String> {
+    async fn resolve_layers(&self, entries: &[String]) -> Result<Vec<PathBuf>, String> {
         let default = if entries.iter().any(|e| e == layers::DEFAULT) {
             self.image().await?.layers
         } else {
@@ -98,7 +98,7 @@ impl Manager {
         };
         Ok(layers::resolve(
             entries,
-            &self.runtime.cfg.data_dir,
+            |id| self.runtime.layer_dir(id),
             &default,
         ))
     }

@@ -174,12 +174,11 @@ pub async fn create(
     let _gate = st.snapshot_gate.read().await;
     let (entries, base_entrypoint) = if is_default(&image) {
         // Built (or found) now, so that the snapshot is usable once it is `active`.
-        let img = st
-            .manager
+        st.manager
             .image()
             .await
             .map_err(|e| ApiError::internal(format!("default image: {e}")))?;
-        (vec![layers::DEFAULT.to_string()], img.entrypoint)
+        (vec![layers::DEFAULT.to_string()], Vec::new())
     } else {
         match snapshots::by_name(&st.pool, &org, &image).await? {
             Some(s)

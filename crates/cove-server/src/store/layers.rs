@@ -3,7 +3,7 @@
 //! snapshot usable:
 //!
 //! - `@default`: the default image's layers, wherever the images dir is now;
-//! - `layers/<id>`: a snapshot's own layer, under the data dir;
+//! - `layers/<id>`: a snapshot's own layer, where the runtime keeps layers (`Runtime::layer_dir`);
 //! - an absolute path: a row written before these forms; [`migrate`] rewrites those at start
 //!   (any that is neither a snapshot layer nor the default image is used as it is).
 
@@ -26,15 +26,19 @@ pub fn own_id(entry: &str) -> Option<&str> {
         .filter(|id| !id.is_empty() && !id.contains('/'))
 }
 
-/// Host directories for `entries`: own layers under `data_dir`, `@default` as `default`.
-pub fn resolve(entries: &[String], data_dir: &Path, default: &[PathBuf]) -> Vec<PathBuf> {
+/// Host directories for `entries`: an own layer where `own_dir` says (the runtime's
+/// `layer_dir`), `@default` as `default`, any other entry (a legacy path) as it is.
+pub fn resolve(
+    entries: &[String],
+    own_dir: impl Fn(&str) -> PathBuf,
+    default: &[PathBuf],
+) -> Vec<PathBuf> {
     let mut out = Vec::with_capacity(entries.len());
     for e in entries {
-        if e == DEFAULT {
-            out.extend(default.iter().cloned());
-        } else {
-            // Own layers are relative to the data dir; an absolute (legacy) path stays as is.
-            out.push(data_dir.join(e));
+        match own_id(e) {
+            Some(id) => out.push(own_dir(id)),
+            None if e == DEFAULT => out.extend(default.iter().cloned()),
+            None => out.push(PathBuf::from(e)),
         }
     }
     out
@@ -98,12 +102,9 @@ mod tests {
     #[test]
     fn resolves_against_the_current_dirs() {
         let def = [PathBuf::from("/imgs/default/rootfs")];
+        let own = |id: &str| Path::new("/new/data/layers").join(id);
         assert_eq!(
-            resolve(
-                &s(&[DEFAULT, "layers/a", "layers/b"]),
-                Path::new("/new/data"),
-                &def
-            ),
+            resolve(&s(&[DEFAULT, "layers/a", "layers/b"]), own, &def),
             [
                 PathBuf::from("/imgs/default/rootfs"),
                 "/new/data/layers/a".into(),
@@ -111,7 +112,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            resolve(&s(&["/old/abs"]), Path::new("/d"), &def),
+            resolve(&s(&["/old/abs"]), own, &def),
             [PathBuf::from("/old/abs")],
             "a legacy absolute path is kept"
         );
