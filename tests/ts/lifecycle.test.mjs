@@ -75,7 +75,14 @@ test('snapshots from a sandbox, the default image, and volumes', async () => {
     const src = await daytona.create();
     await sh(src, `echo from-snapshot > $HOME/snap-${n}`);
     await src.createSnapshot(`ts-snap-${n}`);
-    const snap = await daytona.snapshot.get(`ts-snap-${n}`);
+    // createSnapshot waits for the sandbox to leave `snapshotting`, through Socket.IO events
+    // and polls; a `sandbox.created` event (state `creating`) delivered late ends that wait
+    // early now and then, so the snapshot's own state is awaited here.
+    let snap = await daytona.snapshot.get(`ts-snap-${n}`);
+    for (let i = 0; i < 300 && snap.state === 'snapshotting'; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      snap = await daytona.snapshot.get(`ts-snap-${n}`);
+    }
     assert.equal(snap.state, 'active');
     assert.equal(snap.sourceSandboxId, src.id);
     const child = await daytona.create({ snapshot: `ts-snap-${n}` });
